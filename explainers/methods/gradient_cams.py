@@ -1,0 +1,73 @@
+"""Gradient-based CAMs (Grad-CAM and its relatives) through the grad-cam package.
+
+Each is one forward and one backward pass. The shared model's parameters are frozen, so the
+input is made to require grad instead; the activation gradients, and so the maps, are the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from explainers.methods.base import SaliencyMethod, Subject
+
+
+class GradientCAMMethod(SaliencyMethod):
+    """A grad-cam class run once at the target layer, hooks released when it returns."""
+
+    cam_class: ClassVar[type[BaseCAM]]
+
+    def __init__(self, target_layer: str | None = None, aug_smooth: bool = False, eigen_smooth: bool = False) -> None:
+        self.target_layer = target_layer
+        self.aug_smooth = aug_smooth
+        self.eigen_smooth = eigen_smooth
+
+    def describe(self) -> dict[str, Any]:
+        return {"target_layer": self.target_layer, "aug_smooth": self.aug_smooth, "eigen_smooth": self.eigen_smooth}
+
+    def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
+        model = subject.model
+        with model.lock:
+            cam = self.cam_class(model=model.module, target_layers=[model.layer(self.target_layer)])
+            cam.compute_input_gradient = True
+            try:
+                with torch.enable_grad():
+                    maps = cam(
+                        input_tensor=subject.tensor,
+                        targets=[ClassifierOutputTarget(subject.target)],
+                        aug_smooth=self.aug_smooth,
+                        eigen_smooth=self.eigen_smooth,
+                    )
+                logits = cam.outputs.detach()[0].cpu().numpy()
+            finally:
+                cam.activations_and_grads.release()
+        return maps[0], {"logits": logits}
+
+
+class GradCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "gradcam", "Grad-CAM", GradCAM
+
+
+class GradCAMPlusPlusMethod(GradientCAMMethod):
+    name, title, cam_class = "gradcampp", "Grad-CAM++", GradCAMPlusPlus
+
+
+class XGradCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "xgradcam", "XGrad-CAM", XGradCAM
+
+
+class EigenCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "eigencam", "EigenCAM", EigenCAM
+
+
+class LayerCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "layercam", "LayerCAM", LayerCAM
+
+
+class HiResCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "hirescam", "HiResCAM", HiResCAM
