@@ -1,0 +1,5 @@
+"""`python -m explainers`."""
+
+from explainers.cli import main
+
+raise SystemExit(main())

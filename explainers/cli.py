@@ -1,0 +1,150 @@
+"""`python -m explainers`: explain images, run the ten-preset report, manage LIME parameter files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from explainers.errors import XaiLensError
+from explainers.masks import DEFAULT_RULE
+from explainers.methods import CORE_METHODS, METHODS
+from explainers.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODEL_SPECS), help="classifier to explain")
+    parser.add_argument(
+        "--weights", default="imagenet", help="'imagenet' (published, downloaded once), a checkpoint path, or 'random'"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    parser.add_argument("--methods", default=",".join(CORE_METHODS), help=f"comma list of: {', '.join(METHODS)}")
+    parser.add_argument("--mask", default=DEFAULT_RULE, help="top:0.10 | thresh:0.5 | otsu | lime-top:5")
+    parser.add_argument("--target-layer", default=None, help="CAM layer, e.g. layer4[-1] (default) or layer3")
+    parser.add_argument("--lime-params", default=None, help="LIME parameter file (.pkl or .json) with the ten keys")
+    parser.add_argument("--out", default="out", type=Path, help="output folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    explain = commands.add_parser("explain", help="explain one or more images")
+    explain.add_argument("images", nargs="+", help="image files")
+    explain.add_argument("--target", default=None, help="class index or name (default: the top-1 prediction)")
+    explain.add_argument("--lime-key", default=None, help="which entry of --lime-params to use (default: by file name)")
+    _add_model_options(explain)
+
+    report = commands.add_parser("report", help="all ten presets: overlays grid, IoU chart and table")
+    report.add_argument("--preset", default="imagenet10", choices=["imagenet10"])
+    report.add_argument("--examples-dir", default=None, help="folder holding the preset images (else downloaded)")
+    _add_model_options(report)
+
+    params = commands.add_parser("params", help="write or check a LIME parameter file")
+    params_commands = params.add_subparsers(dest="params_command", required=True)
+    export = params_commands.add_parser("export", help="write the default parameter file")
+    export.add_argument("path", type=Path, help="explain_params.pkl (or .json)")
+    check = params_commands.add_parser("check", help="validate a parameter file (read through the restricted loader)")
+    check.add_argument("path", type=Path)
+    return parser
+
+
+def _load_lime_params(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    from explainers.params import load_lime_params
+
+    return load_lime_params(Path(path))
+
+
+def _lime_entry(params: dict | None, image: Path, chosen_key: str | None) -> dict:
+    """The parameter-file entry for an image: --lime-key, else the preset key found in its file name."""
+    if not params:
+        return {}
+    if chosen_key:
+        if chosen_key not in params:
+            raise XaiLensError(f"--lime-key '{chosen_key}' is not in the parameter file; keys: {', '.join(params)}.")
+        return params[chosen_key]
+    matches = [key for key in params if key.lower() in image.stem.lower()]
+    return params[max(matches, key=len)] if matches else {}
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from explainers.models import load_model
+    from explainers.pipeline import iter_explain, write_iou_csv
+
+    model = load_model(args.model, args.weights, args.device)
+    params = _load_lime_params(args.lime_params)
+    if model.is_random:
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
+    finished = []
+    for image in tqdm([Path(p) for p in args.images], desc="images", unit="image", disable=len(args.images) < 2):
+        explanation = None
+        for explanation in iter_explain(
+            image,
+            model,
+            args.methods,
+            target=args.target,
+            lime_params=_lime_entry(params, image, args.lime_key),
+            mask_rule=args.mask,
+            target_layer=args.target_layer,
+            image_name=image.name,
+        ):
+            latest = list(explanation.saliency.values())[-1]
+            tqdm.write(f"{image.name}: {METHODS[latest.method].title} done in {latest.seconds:.2f} s")
+        directory = explanation.save(args.out)
+        finished.append(explanation)
+        target = explanation.target
+        iou = ", ".join(f"{pair}={value:.2f}" for pair, value in explanation.iou.items())
+        print(f"{image.name}: {target.label} ({target.probability:.2f}) -> {directory}  IoU: {iou}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_iou_csv(finished, args.out / "iou.csv")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from examples.presets import ensure_presets
+
+    from explainers.models import load_model
+    from explainers.params import default_lime_params
+    from explainers.report import answer_simple_vs_complex, build_report
+
+    model = load_model(args.model, args.weights, args.device)
+    if model.is_random:
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
+    params = _load_lime_params(args.lime_params) or default_lime_params()
+    presets = ensure_presets(args.examples_dir)
+    rows = build_report(model, presets, args.out, args.methods.split(","), params, args.mask, args.target_layer)
+    print(f"Report written to {args.out}/report.md")
+    print(answer_simple_vs_complex(rows))
+    return 0
+
+
+def run_params(args: argparse.Namespace) -> int:
+    from explainers.params import default_lime_params, load_lime_params, save_lime_params
+
+    if args.params_command == "export":
+        save_lime_params(default_lime_params(), args.path)
+        print(f"Wrote {args.path} (ten presets, explain_instance keyword arguments).")
+        return 0
+    params = load_lime_params(args.path)
+    print(json.dumps({key: sorted(value) for key, value in params.items()}, indent=1))
+    print(f"{args.path}: valid ({len(params)} presets).")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runners = {"explain": run_explain, "report": run_report, "params": run_params}
+    try:
+        return runners[args.command](args)
+    except XaiLensError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
