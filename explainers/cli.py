@@ -94,7 +94,7 @@ def run_explain(args: argparse.Namespace) -> int:
             target_layer=args.target_layer,
             image_name=image.name,
         ):
-            latest = list(explanation.saliency.values())[-1]
+            latest = explanation.saliency[explanation.latest]
             tqdm.write(f"{image.name}: {METHODS[latest.method].title} done in {latest.seconds:.2f} s")
         directory = explanation.save(args.out)
         finished.append(explanation)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import socket
 import threading
 import urllib.error
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ RANDOM_WEIGHTS_WARNING = (
     "(use --weights imagenet or a checkpoint for real results)."
 )
 _DATA_DIR = Path(__file__).parent / "data"
+DOWNLOAD_TIMEOUT_S = 30
 PLACES365_URL = "http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar"
 
 
@@ -251,6 +253,8 @@ def _download_published(spec: ModelSpec) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a silent network must fail, not hang
     try:
         torch.hub.download_url_to_file(spec.weights_url, str(target), progress=True)
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -260,18 +264,30 @@ def _download_published(spec: ModelSpec) -> Path:
             f"Expected file: {target}. Download {spec.weights_url} and put it there, "
             f"or pass a local checkpoint (--weights PATH), or use --weights random for an offline demo."
         ) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
     return target
 
 
 def _apply_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        missing, unexpected = result.missing_keys, result.unexpected_keys
+    """Load a state_dict, turning any key or shape mismatch into one line that says what to check."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong_shape:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing keys ({', '.join(missing[:3])})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:3])})")
+        if wrong_shape:
+            shapes = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong_shape[:2])
+            details.append(f"{len(wrong_shape)} of another shape ({shapes})")
         raise XaiLensError(
-            f"Checkpoint '{source}' does not fit this model: {len(missing)} missing keys "
-            f"({', '.join(missing[:3])}) and {len(unexpected)} unexpected ({', '.join(unexpected[:3])}); "
-            "check that --model matches the checkpoint."
+            f"Checkpoint '{source}' does not fit this model: {'; '.join(details)}; check that --model matches it."
         )
+    module.load_state_dict(state)
 
 
 def build_model(name: str, weights: str = "imagenet") -> torch.nn.Module:

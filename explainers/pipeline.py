@@ -45,6 +45,7 @@ class Explanation:
     mask_rule: str
     saliency: dict[str, Saliency] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    latest: str | None = None  # the method that finished last (iter_explain yields after each)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -159,6 +160,7 @@ def iter_explain(
     methods_by_name = dict(prepared)
     for name in by_cost(names):
         explanation.saliency[name] = methods_by_name[name].explain(subject)
+        explanation.latest = name
         ordered = {n: explanation.saliency[n] for n in names if n in explanation.saliency}
         explanation.saliency = ordered
         if rule.kind != "lime-top" or "lime" in ordered:  # lime-top masks wait for LIME's area

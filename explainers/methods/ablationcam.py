@@ -84,7 +84,7 @@ class AblationCAMMethod(SaliencyMethod):
         head: torch.nn.Linear, activations: torch.Tensor, values: np.ndarray, target: int
     ) -> np.ndarray:
         pooled = activations.double().mean(dim=(1, 2)).cpu().numpy()
-        weight = head.weight[target].double().cpu().numpy()
+        weight = head.weight[target].detach().double().cpu().numpy()
         return weight * (pooled - values)
 
     @torch.inference_mode()

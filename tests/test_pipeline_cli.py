@@ -1,0 +1,125 @@
+"""The pipeline and the command line honour the output contract other tools rely on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from planted import patch_image
+
+from explainers.errors import XaiLensError
+from explainers.pipeline import explain_image, iter_explain
+
+
+def test_pipeline_streams_cheapest_first_and_agrees_with_planted_truth(planted):
+    image, truth = patch_image(60, 90)
+    finished = []
+    for step in iter_explain(image, planted, "scorecam,gradcam,ablationcam", target=1):
+        finished.append(step.latest)
+        assert list(step.masks) == list(step.saliency)  # masks always match the maps so far
+        final = step
+    assert finished == ["gradcam", "ablationcam", "scorecam"]
+    assert list(final.saliency) == ["scorecam", "gradcam", "ablationcam"]  # shown in the order asked
+    assert set(final.iou) == {"scorecam|gradcam", "scorecam|ablationcam", "gradcam|ablationcam"}
+    assert min(final.iou.values()) > 0.7  # all three find the same patch
+    assert final.target.label == "red patch" and final.top5[0].index == 1
+
+
+def test_lime_top_rule_without_lime_is_refused_before_work(planted):
+    image, _ = patch_image(0, 0)
+    with pytest.raises(XaiLensError, match="needs LIME"):
+        explain_image(image, planted, "gradcam", mask_rule="lime-top:5")
+
+
+def test_cli_explain_writes_the_contract(tmp_path):
+    image, _ = patch_image(20, 20)
+    path = tmp_path / "red_patch.png"
+    Image.fromarray(image).save(path)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explainers",
+            "explain",
+            str(path),
+            "--model",
+            "resnet18",
+            "--weights",
+            "random",
+            "--methods",
+            "gradcam,ablationcam,eigencam",
+            "--mask",
+            "otsu",
+            "--target",
+            "goldfish",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM WEIGHTS" in result.stderr
+    folder = out / "red_patch"
+    for method in ("gradcam", "ablationcam", "eigencam"):
+        saliency = np.load(folder / f"{method}.npy")
+        assert saliency.dtype == np.float32 and saliency.shape == (224, 224)
+        assert saliency.min() >= 0 and saliency.max() <= 1
+        assert Image.open(folder / f"{method}_mask.png").size == (224, 224)
+        assert Image.open(folder / f"{method}_overlay.png").mode == "RGB"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["model"] == "resnet18" and summary["weights"] == "random" and "RANDOM WEIGHTS" in summary["warning"]
+    assert summary["target"]["index"] == 1 and summary["target"]["label"] == "goldfish"
+    assert len(summary["top5"]) == 5 and set(summary["timings_s"]) == {"gradcam", "ablationcam", "eigencam"}
+    assert set(summary["iou"]) == {"gradcam|ablationcam", "gradcam|eigencam", "ablationcam|eigencam"}
+    assert summary["mask_rule"] == "otsu" and summary["params"]["gradcam"]["target_layer"] is None
+    with open(out / "iou.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method_a"], r["method_b"]) for r in rows] == [tuple(p.split("|")) for p in summary["iou"]]
+    assert all(r["image"] == "red_patch" for r in rows)
+    assert float(rows[0]["iou"]) == pytest.approx(summary["iou"]["gradcam|ablationcam"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "gradcam,magic"], "Unknown method 'magic'"),
+        (["--mask", "top:7"], "fraction must be in"),
+        (["--target", "no-such-class-xyz"], "No class is called"),
+        (["--target-layer", "layer9"], "Layer 'layer9' not found"),
+    ],
+)
+def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
+    path = tmp_path / "img.png"
+    Image.new("RGB", (50, 40), (10, 200, 30)).save(path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explainers",
+            "explain",
+            str(path),
+            "--model",
+            "resnet18",
+            "--weights",
+            "random",
+            "--methods",
+            "gradcam",
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
