@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from planted import patch_image
 
+from explainers.agreement import iou
 from explainers.errors import XaiLensError
 from explainers.pipeline import explain_image, iter_explain
 
@@ -27,6 +28,7 @@ def test_pipeline_streams_cheapest_first_and_agrees_with_planted_truth(planted):
     assert list(final.saliency) == ["scorecam", "gradcam", "ablationcam"]  # shown in the order asked
     assert set(final.iou) == {"scorecam|gradcam", "scorecam|ablationcam", "gradcam|ablationcam"}
     assert min(final.iou.values()) > 0.7  # all three find the same patch
+    assert all(iou(mask, truth) >= 0.5 for mask in final.masks.values())  # and it is the planted one
     assert final.target.label == "red patch" and final.top5[0].index == 1
 
 
