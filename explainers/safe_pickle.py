@@ -11,6 +11,7 @@ loading: a file can never make us run a segmentation (or anything else) while it
 from __future__ import annotations
 
 import codecs
+import copyreg
 import io
 import pickle
 from typing import Any
@@ -61,6 +62,16 @@ def _bounded_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     return _np_multiarray._reconstruct(np.ndarray, shape, dtype)
 
 
+_OBJECT_TOKEN = object()  # stands for builtins.object as the `base` of copyreg's rebuilder
+
+
+def _plain_reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    """copyreg's rebuilder (pickle protocols 0 and 1), for the allowed classes only and nothing else."""
+    if cls not in _DATA_CLASSES or base is not _OBJECT_TOKEN or state is not None:
+        raise XaiLensError("refused: the parameter file rebuilds an object in an unexpected way")
+    return object.__new__(cls)
+
+
 def _latin1_encode(text: Any, encoding: str = "latin1") -> bytes:
     """What protocol-2 pickles use to carry bytes; only the latin-1 codec is allowed."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -87,14 +98,20 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     return allowed | legacy
 
 
+_DATA_CLASSES = (SegmentationAlgorithm, *REGRESSOR_CLASSES.values())
+# Python 2 names that protocols 0-2 still write; the stock unpickler maps them the same way.
+_OLD_MODULE_NAMES = {"copy_reg": "copyreg", "__builtin__": "builtins"}
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     allowed: dict[tuple[str, str], Any] = {
         ("builtins", cls.__name__): cls for cls in (dict, list, tuple, set, frozenset)
     }
     allowed[_qualified(codecs.encode)] = _latin1_encode
     allowed |= _numpy_globals()
-    allowed[_qualified(SegmentationAlgorithm)] = SegmentationAlgorithm
-    allowed |= {_qualified(cls): cls for cls in REGRESSOR_CLASSES.values()}
+    allowed |= {_qualified(cls): cls for cls in _DATA_CLASSES}
+    allowed[_qualified(copyreg._reconstructor)] = _plain_reconstructor
+    allowed[_qualified(object)] = _OBJECT_TOKEN
     return allowed
 
 
@@ -110,6 +127,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self.stand_ins: dict[int, Any] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        module = _OLD_MODULE_NAMES.get(module, module)
         key = (module, name)
         if key in _ALLOWED:
             return _ALLOWED[key]
