@@ -84,26 +84,26 @@ class LimeMethod(SaliencyMethod):
         explainer_seed: int | None = None,
         **explain_kwargs: Any,
     ) -> None:
-        from explainers.params import segmentation_from_spec, validate_explain_kwargs
+        from explainers.params import lime_call_kwargs, validate_explain_kwargs
 
         self.reference = reference
         self.model_batch_size = model_batch_size
         self.progress = progress
-        self.kwargs = validate_explain_kwargs(explain_kwargs)
-        self.show_progress_bar = bool(self.kwargs.pop("progress_bar", False))
-        seed = self.kwargs.get("random_seed")
+        self.settings = validate_explain_kwargs(explain_kwargs)  # plain data, as recorded in summaries
+        self.show_progress_bar = bool(self.settings.get("progress_bar", False))
+        self.kwargs = lime_call_kwargs({k: v for k, v in self.settings.items() if k != "progress_bar"})
+        seed = self.settings.get("random_seed")
         self.explainer_seed = explainer_seed if explainer_seed is not None else (seed or DEFAULT_EXPLAINER_SEED)
-        self.kwargs["segmentation_fn"] = segmentation_from_spec(self.kwargs.get("segmentation_fn"))
 
     def describe(self) -> dict[str, Any]:
-        shown = {k: v for k, v in self.kwargs.items() if k not in ("segmentation_fn", "model_regressor")}
-        segmentation = self.kwargs.get("segmentation_fn")
-        shown["segmentation_fn"] = _describe_segmentation(segmentation)
-        shown["model_regressor"] = (
-            None if self.kwargs.get("model_regressor") is None else repr(self.kwargs["model_regressor"])
-        )
         implementation = "lime" if self.reference else "xai-lens batched (lime's sampling and regression)"
-        return {**shown, "explainer_seed": self.explainer_seed, "implementation": implementation}
+        segmentation = self.settings.get("segmentation_fn") or "quickshift (lime's default)"
+        return {
+            **self.settings,
+            "segmentation_fn": segmentation,
+            "explainer_seed": self.explainer_seed,
+            "implementation": implementation,
+        }
 
     def call_kwargs(self, probabilities: np.ndarray, target: int) -> dict[str, Any]:
         """The explain_instance kwargs for this target: make sure lime explains the target class."""
@@ -158,12 +158,3 @@ class LimeMethod(SaliencyMethod):
                 bar.close()
 
         return report
-
-
-def _describe_segmentation(segmentation: Any) -> Any:
-    if segmentation is None:
-        return "quickshift (lime default: kernel_size=4, max_dist=200, ratio=0.2)"
-    target = getattr(segmentation, "target_fn", None)
-    if target is not None:
-        return {"name": target.__name__, **getattr(segmentation, "target_params", {})}
-    return getattr(segmentation, "__name__", repr(segmentation))
