@@ -66,7 +66,7 @@ def overlay_grid(
 ) -> Figure:
     """One row per image (its crop, then each method's overlay), one column per method."""
     methods = list(method_titles)
-    figure = Figure(figsize=(2.1 * (len(methods) + 1), 2.2 * len(rows) + 0.6))
+    figure = Figure(figsize=(2.1 * (len(methods) + 1), 2.1 * len(rows) + 0.5), layout="constrained")
     axes = figure.subplots(len(rows), len(methods) + 1, squeeze=False)
     for row, (name, crop, overlays) in enumerate(rows):
         cells = [("image", crop), *[(method_titles[m], overlays.get(m)) for m in methods]]
@@ -102,17 +102,25 @@ def iou_heatmap(
     return figure
 
 
-def iou_bar_chart(per_image: dict[str, dict[str, float]], title: str = "") -> Figure:
-    """Grouped bars: for each image, the IoU of every method pair."""
+def iou_bar_chart(
+    per_image: dict[str, dict[str, float]], titles: dict[str, str] | None = None, title: str = ""
+) -> Figure:
+    """Grouped bars: for each image, the IoU of every method pair (pairs in the order methods ran)."""
     images = list(per_image)
-    pairs = sorted({pair for values in per_image.values() for pair in values})
+    pairs = list(dict.fromkeys(pair for values in per_image.values() for pair in values))
+    titles = titles or {}
     figure = Figure(figsize=(max(7.0, 0.9 * len(images) * max(1, len(pairs)) / 3 + 3), 4.2))
     axis = figure.subplots()
     width = 0.8 / max(1, len(pairs))
     positions = np.arange(len(images))
     for index, pair in enumerate(pairs):
         heights = [per_image[image].get(pair, np.nan) for image in images]
-        axis.bar(positions + (index - (len(pairs) - 1) / 2) * width, heights, width, label=pair.replace("|", " vs "))
+        axis.bar(
+            positions + (index - (len(pairs) - 1) / 2) * width,
+            heights,
+            width,
+            label=" vs ".join(titles.get(m, m) for m in pair.split("|")),
+        )
     axis.set_xticks(positions, images, rotation=30, ha="right")
     axis.set_ylim(0, 1)
     axis.set_ylabel("IoU of masks")

@@ -119,7 +119,9 @@ def write_report_files(rows: Sequence[ReportRow], out_dir: Path, model: LoadedMo
         "iou_table": out_dir / "iou_table.md",
         "report": out_dir / "report.md",
     }
-    bars = render.iou_bar_chart({r.key: r.explanation.iou for r in rows}, title=f"IoU per image ({model.spec.title})")
+    bars = render.iou_bar_chart(
+        {r.key: r.explanation.iou for r in rows}, titles, title=f"IoU per image ({model.spec.title})"
+    )
     files["iou_bar"].write_bytes(render.figure_png(bars))
     grid_rows = [(r.key, r.explanation.crop, r.explanation.overlays()) for r in rows]
     grid = render.overlay_grid(grid_rows, titles, title=f"{model.spec.title}: overlays {render.CROP_CAPTION}")
