@@ -40,7 +40,10 @@ def readme_front_matter(readme: Path) -> dict[str, Any] | None:
     """The YAML block between the leading '---' lines of README.md, or None when there is none."""
     if not readme.is_file():
         return None
-    text = readme.read_text(encoding="utf-8")
+    return readme_front_matter_text(readme.read_text(encoding="utf-8"))
+
+
+def readme_front_matter_text(text: str) -> dict[str, Any] | None:
     if not text.startswith("---\n"):
         return None
     end = text.find("\n---", 4)
