@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 import app.gpu  # noqa: F401  (imports `spaces` before torch starts CUDA, as ZeroGPU needs)
 
@@ -24,11 +28,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def warm_up(weights: str) -> None:
+    """Load the default model and run Grad-CAM once, so the first visitor's Grad-CAM takes about a second."""
+    from explainers.errors import XaiLensError
+    from explainers.models import DEFAULT_MODEL, load_model
+    from explainers.pipeline import explain_image
+
+    with contextlib.suppress(XaiLensError):  # weights not available yet: the first request reports it
+        explain_image(np.full((224, 224, 3), 128, np.uint8), load_model(DEFAULT_MODEL, weights), ["gradcam"])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from app.layout import build_app, launch_kwargs
     from app.settings import AppConfig
 
     args = parse_args(argv)
+    threading.Thread(target=warm_up, args=(args.weights,), daemon=True).start()
     config = AppConfig(weights=args.weights, examples_dir=args.examples_dir, tables_root=args.tables)
     build_app(config).launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
 

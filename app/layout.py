@@ -13,7 +13,10 @@ from app.tab_presets import build_presets_tab
 from explainers.models import RANDOM_WEIGHTS_WARNING
 
 TITLE = "XAI Lens: where does the classifier look?"
-CSS = "#random-banner {background: #b00020; color: white; padding: 8px 12px; border-radius: 6px;}"
+CSS = (
+    "#random-banner {background: #b00020; padding: 8px 12px; border-radius: 6px;}"
+    " #random-banner * {color: white !important;}"
+)
 
 
 def build_app(config: AppConfig) -> gr.Blocks:

@@ -85,7 +85,8 @@ def build_explain_tab(config: AppConfig) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(
-                type="filepath", sources=["upload", "webcam", "clipboard"], label="Image (drop, upload, paste, webcam)"
+                type="filepath", sources=["upload", "webcam", "clipboard"], label="Image (drop, upload, paste, webcam)",
+                elem_id="input-image",
             )
             if presets:
                 gallery = gr.Gallery(
@@ -112,11 +113,13 @@ def build_explain_tab(config: AppConfig) -> None:
         with gr.Column(scale=2):
             status = gr.Markdown("Choose an image and press Explain. Grad-CAM appears first; slower methods follow.")
             predictions = gr.Label(num_top_classes=5, label="Top-5 predictions")
-            overlays = gr.Gallery(label="Saliency overlays", columns=4, height="auto", elem_id="overlays")
+            overlays = gr.Gallery(
+                label="Saliency overlays", columns=4, height=300, object_fit="contain", elem_id="overlays"
+            )
             with gr.Row():
                 iou = gr.Image(label="IoU matrix", type="numpy", elem_id="iou-matrix")
                 superpixels = gr.Image(label="LIME superpixels", type="numpy")
-            masks = gr.Gallery(label="Masks", columns=4, height="auto")
+            masks = gr.Gallery(label="Masks", columns=4, height=240, object_fit="contain")
             with gr.Accordion("Summary (what made these maps)", open=False):
                 summary = gr.JSON(label="summary")
     model.change(
