@@ -17,7 +17,8 @@ import app.gpu  # noqa: F401  (imports `spaces` before torch starts CUDA, as Zer
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m app", description="XAI Lens web app (Gradio).")
     parser.add_argument(
-        "--weights", default=os.environ.get("XAI_LENS_WEIGHTS", "imagenet"),
+        "--weights",
+        default=os.environ.get("XAI_LENS_WEIGHTS", "imagenet"),
         help="imagenet (published, downloaded once), random (offline; explanations are meaningless) or a checkpoint",
     )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

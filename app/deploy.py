@@ -77,8 +77,9 @@ def select_files(candidates: Sequence[str], upload: Sequence[str], ignore: Seque
 
 
 def plan(manifest: dict[str, Any], space_id: str | None = None, candidates: Sequence[str] | None = None) -> DeployPlan:
-    files = select_files(candidates if candidates is not None else tracked_files(), manifest["upload"],
-                         manifest.get("ignore", []))
+    files = select_files(
+        candidates if candidates is not None else tracked_files(), manifest["upload"], manifest.get("ignore", [])
+    )
     return DeployPlan(
         space_id=space_id or manifest["space_id"],
         hardware=manifest["hardware"],
@@ -107,7 +108,10 @@ def publish(deploy: DeployPlan, root: Path = REPO_ROOT) -> str:
     api = HfApi()
     api.create_repo(deploy.space_id, repo_type="space", space_sdk="gradio", private=deploy.private, exist_ok=True)
     api.upload_folder(
-        repo_id=deploy.space_id, repo_type="space", folder_path=root, allow_patterns=deploy.files,
+        repo_id=deploy.space_id,
+        repo_type="space",
+        folder_path=root,
+        allow_patterns=deploy.files,
         commit_message="Deploy XAI Lens",
     )
     for key, value in deploy.variables.items():

@@ -22,8 +22,10 @@ CSS = (
 def build_app(config: AppConfig) -> gr.Blocks:
     """Blocks with the four tabs; queue bounded for a public demo (one heavy job at a time)."""
     with gr.Blocks(title=TITLE, delete_cache=settings.DELETE_CACHE) as demo:
-        gr.Markdown(f"# {TITLE}\nGrad-CAM, Score-CAM, Ablation-CAM and LIME side by side, how much they agree, "
-                    "and which concepts single neurons stand for.")
+        gr.Markdown(
+            f"# {TITLE}\nGrad-CAM, Score-CAM, Ablation-CAM and LIME side by side, how much they agree, "
+            "and which concepts single neurons stand for."
+        )
         if config.is_random:
             gr.Markdown(f"**{RANDOM_WEIGHTS_WARNING}**", elem_id="random-banner")
         with gr.Tabs():

@@ -30,9 +30,9 @@ class LimeForm:
         try:
             seg_settings = json.loads(seg_json or "{}")
         except ValueError:
-            raise XaiLensError(f"{where}: segmentation settings must be JSON, e.g. {{\"n_segments\": 100}}") from None
+            raise XaiLensError(f'{where}: segmentation settings must be JSON, e.g. {{"n_segments": 100}}') from None
         if not isinstance(seg_settings, dict):
-            raise XaiLensError(f"{where}: segmentation settings must be a JSON object such as {{\"n_segments\": 100}}")
+            raise XaiLensError(f'{where}: segmentation settings must be a JSON object such as {{"n_segments": 100}}')
         kwargs = {
             "num_samples": _whole(samples),
             "num_features": _whole(features),
@@ -88,7 +88,11 @@ def lime_form(entry: dict[str, Any]) -> LimeForm:
     values = LimeForm.from_kwargs(entry)
     with gr.Row():
         samples = gr.Slider(
-            10, settings.LIME_MAX_SAMPLES, value=values[0], step=10, label="num_samples",
+            10,
+            settings.LIME_MAX_SAMPLES,
+            value=values[0],
+            step=10,
+            label="num_samples",
             info="perturbed images; each is one forward pass (the cost of LIME)",
         )
         batch = gr.Slider(1, settings.LIME_MAX_BATCH, value=values[4], step=1, label="batch_size")

@@ -75,6 +75,7 @@ def view_outputs(view: ExplanationView, model_name: str) -> tuple[Any, ...]:
         view.superpixels,
         view.summary if view.done else None,
         choices or gr.update(),
+        render.figure_array(view.side_by_side_figure()) if view.methods else None,
     )
 
 
@@ -85,13 +86,13 @@ def build_explain_tab(config: AppConfig) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(
-                type="filepath", sources=["upload", "webcam", "clipboard"], label="Image (drop, upload, paste, webcam)",
+                type="filepath",
+                sources=["upload", "webcam", "clipboard"],
+                label="Image (drop, upload, paste, webcam)",
                 elem_id="input-image",
             )
             if presets:
-                gallery = gr.Gallery(
-                    presets, label="Presets: click one", columns=5, height=260, allow_preview=False
-                )
+                gallery = gr.Gallery(presets, label="Presets: click one", columns=5, height=260, allow_preview=False)
                 gallery.select(_pick_preset(presets), None, image, api_visibility="private")
             else:
                 gr.Markdown("Preset images are unavailable offline; set XAI_LENS_EXAMPLES_DIR to their folder.")
@@ -113,13 +114,17 @@ def build_explain_tab(config: AppConfig) -> None:
         with gr.Column(scale=2):
             status = gr.Markdown("Choose an image and press Explain. Grad-CAM appears first; slower methods follow.")
             predictions = gr.Label(num_top_classes=5, label="Top-5 predictions")
-            overlays = gr.Gallery(
-                label="Saliency overlays", columns=4, height=300, object_fit="contain", elem_id="overlays"
+            side_by_side = gr.Image(
+                label="Side by side", type="numpy", interactive=False, elem_id="side-by-side", show_label=False
             )
             with gr.Row():
                 iou = gr.Image(label="IoU matrix", type="numpy", elem_id="iou-matrix")
                 superpixels = gr.Image(label="LIME superpixels", type="numpy")
-            masks = gr.Gallery(label="Masks", columns=4, height=240, object_fit="contain")
+            with gr.Accordion("Each overlay and mask on its own (full size, downloadable)", open=False):
+                overlays = gr.Gallery(
+                    label="Saliency overlays", columns=4, object_fit="contain", allow_preview=True, elem_id="overlays"
+                )
+                masks = gr.Gallery(label="Masks", columns=4, object_fit="contain", allow_preview=True)
             with gr.Accordion("Summary (what made these maps)", open=False):
                 summary = gr.JSON(label="summary")
     model.change(
@@ -135,12 +140,21 @@ def build_explain_tab(config: AppConfig) -> None:
         try:
             lime_kwargs = LimeForm.to_kwargs(*lime_values)
             progress(0, desc="classifying")
-            lime_progress = None if settings.ON_SPACES else (
-                lambda done, total: progress(done / total, desc=f"LIME: {done}/{total} samples")
+            lime_progress = (
+                None
+                if settings.ON_SPACES
+                else (lambda done, total: progress(done / total, desc=f"LIME: {done}/{total} samples"))
             )
             stream = explain_views(
-                image_path, model_name, config.weights, chosen, parse_target(target_choice), lime_kwargs, rule,
-                image_name=Path(image_path).name, lime_progress=lime_progress,
+                image_path,
+                model_name,
+                config.weights,
+                chosen,
+                parse_target(target_choice),
+                lime_kwargs,
+                rule,
+                image_name=Path(image_path).name,
+                lime_progress=lime_progress,
             )
             for view in stream:
                 yield view_outputs(view, model_name)
@@ -150,7 +164,7 @@ def build_explain_tab(config: AppConfig) -> None:
     run.click(
         explain,
         [image, model, target, methods, extras, mask_rule, *form.components],
-        [status, predictions, overlays, masks, iou, superpixels, summary, target],
+        [status, predictions, overlays, masks, iou, superpixels, summary, target, side_by_side],
         api_name="explain",
         concurrency_limit=1,
         concurrency_id=settings.HEAVY_CONCURRENCY_ID,

@@ -118,6 +118,10 @@ def build_params_tab(config: AppConfig) -> None:
     download.click(make_file, editor, out_file, api_name="download_params")
     upload.upload(inspect_file, upload, [editor, message], api_name="inspect_params")
     preview.click(
-        preview_lime, [key, editor, preview_model], [preview_overlay, preview_segments, preview_status],
-        api_name="preview_params", concurrency_limit=1, concurrency_id=settings.HEAVY_CONCURRENCY_ID,
+        preview_lime,
+        [key, editor, preview_model],
+        [preview_overlay, preview_segments, preview_status],
+        api_name="preview_params",
+        concurrency_limit=1,
+        concurrency_id=settings.HEAVY_CONCURRENCY_ID,
     )

@@ -42,7 +42,10 @@ def build_presets_tab(config: AppConfig) -> None:
     with gr.Row():
         param_file = gr.File(label="LIME parameter file (optional; default settings otherwise)", type="filepath")
         samples = gr.Slider(
-            0, settings.LIME_MAX_SAMPLES, value=0, step=10,
+            0,
+            settings.LIME_MAX_SAMPLES,
+            value=0,
+            step=10,
             label="LIME num_samples for every image (0 = as in the parameters)",
         )
     run = gr.Button("Run the ten presets", variant="primary")
@@ -64,7 +67,12 @@ def build_presets_tab(config: AppConfig) -> None:
                 progress(index / total, desc=f"{key} ({index + 1}/{total})")
 
             result = run_presets(
-                model_name, config.weights, chosen, params, rule, str(out_dir),
+                model_name,
+                config.weights,
+                chosen,
+                params,
+                rule,
+                str(out_dir),
                 examples_dir=str(config.examples_dir) if config.examples_dir else None,
                 on_image=None if settings.ON_SPACES else on_image,
             )

@@ -7,6 +7,7 @@ worker threads. Every picture lives on the 224x224 crop the model saw.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def overlay_grid(
             if row == 0:
                 axis.set_title(label, fontsize=10)
         axes[row, 0].text(-8, 112, name, rotation=90, ha="right", va="center", fontsize=9)
-    figure.suptitle(title or f"Saliency overlays {CROP_CAPTION}", fontsize=11)
+    heading = title or f"Saliency overlays {CROP_CAPTION}"
+    figure.suptitle(textwrap.fill(heading, width=max(32, 26 * (len(methods) + 1))), fontsize=11)
     return figure
 
 

@@ -45,6 +45,17 @@ class ExplanationView:
     def done(self) -> bool:
         return not self.pending
 
+    def side_by_side_figure(self) -> Figure:
+        """Row 1: the crop and every finished overlay, titled with each method's time.
+        Row 2: each method's mask (the pixels IoU compares) outlined on the crop."""
+        titles = {m: f"{self.titles[m]} ({self.seconds[m]:.2f} s)" for m in self.methods}
+        title = f"{self.model_title}: '{self.target['label']}', maps {render.CROP_CAPTION}"
+        rows = [("overlay", self.crop, self.overlays)]
+        if self.masks:
+            outlines = {m: render.mask_outline(self.crop, mask) for m, mask in self.masks.items()}
+            rows.append((f"mask ({self.mask_rule})", self.crop, outlines))
+        return render.overlay_grid(rows, titles, title=title)
+
     def iou_figure(self) -> Figure | None:
         """The IoU matrix heatmap, or None while fewer than two masks exist."""
         if len(self.iou_names) < 2:

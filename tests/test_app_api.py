@@ -44,7 +44,13 @@ def explain(client, image_path, methods, extras=(), target=TOP1, rule="top:0.10"
     from gradio_client import handle_file
 
     return client.predict(
-        handle_file(str(image_path)), "resnet18", target, list(methods), list(extras), rule, *lime_values(),
+        handle_file(str(image_path)),
+        "resnet18",
+        target,
+        list(methods),
+        list(extras),
+        rule,
+        *lime_values(),
         api_name="/explain",
     )
 
@@ -57,7 +63,7 @@ def test_endpoints_and_random_banner(client, app_url):
 
 
 def test_explain_preset(client, examples_dir):
-    status, predictions, overlays, masks, iou, superpixels, summary, _ = explain(
+    status, predictions, overlays, masks, iou, superpixels, summary, _, side_by_side = explain(
         client, examples_dir / "n01443537_goldfish.JPEG", ["gradcam", "ablationcam", "lime"]
     )
     assert [o["caption"].split(" for ")[0] for o in overlays] == ["Grad-CAM", "Ablation-CAM", "LIME"]
@@ -71,13 +77,15 @@ def test_explain_preset(client, examples_dir):
     assert set(summary["iou"]) == {"gradcam|ablationcam", "gradcam|lime", "ablationcam|lime"}
     assert summary["params"]["lime"]["num_samples"] == 40
     assert "Done" in status
+    picture = np.asarray(Image.open(side_by_side))
+    assert picture.shape[1] > picture.shape[0] * 2  # the crop and three overlays in one row
 
 
 def test_explain_uploaded_file_with_chosen_target(client, tmp_path):
     rng = np.random.default_rng(3)
     upload = tmp_path / "my photo.png"
     Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(upload)
-    *_, overlays, _masks, _iou, superpixels, summary, _ = explain(
+    *_, overlays, _masks, _iou, superpixels, summary, _, _side_by_side = explain(
         client, upload, ["gradcam"], extras=["eigencam"], target="1: goldfish"
     )
     assert summary["target"]["index"] == 1 and summary["target"]["label"] == "goldfish"

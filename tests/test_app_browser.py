@@ -15,8 +15,14 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -66,12 +72,12 @@ def test_drop_image_run_gradcam_and_see_overlay(sync_playwright, app_url, exampl
             for title in ("Score-CAM", "Ablation-CAM", "LIME"):
                 page.get_by_label(title, exact=True).uncheck()
             page.get_by_role("button", name="Explain", exact=True).click()
-            overlay = page.locator("#overlays img").first
+            overlay = page.locator("#side-by-side img").first
             overlay.wait_for(state="visible", timeout=120_000)
             page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / "explain_gradcam.png"), full_page=True)
-            assert page.locator("#overlays img").count() == 1
-            assert "Grad-CAM" in page.locator("#overlays").inner_text()
-            assert overlay.evaluate("img => img.naturalWidth") >= 224
+            assert page.locator("#side-by-side img").count() == 1
+            assert page.get_by_text("Finished: Grad-CAM").count() == 1  # the status line names the method
+            assert overlay.evaluate("img => img.naturalWidth") >= 2 * 224  # the crop and its overlay
         finally:
             browser.close()

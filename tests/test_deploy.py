@@ -57,7 +57,8 @@ def test_dry_run_prints_plan_and_uploads_nothing(capsys):
 def test_file_selection_follows_patterns():
     chosen = deploy.select_files(
         ["app/a.py", "app/__pycache__/a.pyc", "tests/t.py", "x.JPEG", "README.md"],
-        ["README.md", "app/**", "*.JPEG"], ["**/__pycache__/**", "*.JPEG"],
+        ["README.md", "app/**", "*.JPEG"],
+        ["**/__pycache__/**", "*.JPEG"],
     )
     assert chosen == ["README.md", "app/a.py"]
 
