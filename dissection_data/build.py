@@ -168,6 +168,9 @@ def build_tables(
         models = (
             list(models) if models is not None else [load_model(m, options.weights, device) for m in options.models]
         )
+        for model in models:
+            for layer in hooked:
+                model.layer(layer)  # an unknown layer fails now, not after the CLIP pass
     with timer.stage("load CLIP"):
         encoder = encoder or TransformersClip.from_pretrained(options.clip, device)
     with timer.stage("CLIP image features"):

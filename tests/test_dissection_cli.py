@@ -127,3 +127,51 @@ def test_missing_clip_is_one_line(tiny_setup, capsys):
     args = _build_args(tiny_setup)
     args[args.index("--clip") + 1] = str(tiny_setup / "no-such-clip")
     _assert_one_line_error(main(args), capsys.readouterr().err, "no-such-clip")
+
+
+def test_unknown_layer_fails_before_any_long_work(tiny_setup, capsys):
+    args = _build_args(tiny_setup, "--layers", "layer9")
+    _assert_one_line_error(main(args), capsys.readouterr().err, "layer9")
+
+
+def test_push_to_hub_uploads_each_table_folder(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from dissection_data.hub import push_tables
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create", repo_id, kwargs["repo_type"]))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload", kwargs["path_in_repo"], kwargs["repo_type"]))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    url = push_tables([tmp_path / "resnet18", tmp_path / "resnet18-places365"], "me/neurons")
+    assert url == "https://huggingface.co/datasets/me/neurons"
+    assert calls == [
+        ("create", "me/neurons", "dataset"),
+        ("upload", "resnet18", "dataset"),
+        ("upload", "resnet18-places365", "dataset"),
+    ]
+
+
+def test_push_to_hub_failure_is_one_line(monkeypatch):
+    import huggingface_hub
+
+    from dissection_data.hub import push_tables
+    from explainers.errors import XaiLensError
+
+    class OfflineApi:
+        def __init__(self, token=None):
+            raise ConnectionError("Name or service not known\nmore detail")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", OfflineApi)
+    with pytest.raises(XaiLensError, match="hf auth login") as caught:
+        push_tables([Path("x")], "me/neurons")
+    assert "\n" not in str(caught.value)
