@@ -123,6 +123,23 @@ def _thumbnails(model: Any, probe_set: ProbeSet, wanted: set[str]) -> dict[str, 
     }
 
 
+def _class_text_features(
+    cache: FeatureCache,
+    encoder: ClipEncoder,
+    class_concepts: Sequence[str],
+    concept_set: ConceptSet,
+    text_feats: torch.Tensor,
+) -> torch.Tensor:
+    """Class-name text features, reusing rows already encoded for the concept set (the default set holds them)."""
+    row_of = {concept: i for i, concept in enumerate(concept_set.concepts)}
+    missing = list(dict.fromkeys(name for name in class_concepts if name not in row_of))
+    if missing:
+        extra = features.text_features(cache, encoder, missing)
+        text_feats = torch.cat([text_feats, extra])
+        row_of.update({name: len(concept_set) + i for i, name in enumerate(missing)})
+    return text_feats[[row_of[name] for name in class_concepts]]
+
+
 def build_tables(
     options: BuildOptions,
     *,
@@ -151,6 +168,9 @@ def build_tables(
         models = (
             list(models) if models is not None else [load_model(m, options.weights, device) for m in options.models]
         )
+        for model in models:
+            for layer in hooked:
+                model.layer(layer)  # an unknown layer fails now, not after the CLIP pass
     with timer.stage("load CLIP"):
         encoder = encoder or TransformersClip.from_pretrained(options.clip, device)
     with timer.stage("CLIP image features"):
@@ -176,7 +196,7 @@ def build_tables(
                 )
         with model_timer.stage("self-check"):
             class_concepts = class_name_concepts(model.categories)
-            class_feats = features.text_features(cache, encoder, class_concepts)
+            class_feats = _class_text_features(cache, encoder, class_concepts, concept_set, text_feats)
             fc_scores = similarity(image_feats @ class_feats.T, acts[SELF_CHECK_LAYER], **params)
             check = self_check(fc_scores, class_concepts, model.categories)
         log(
