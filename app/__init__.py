@@ -1,0 +1,1 @@
+"""XAI Lens web app (Gradio): a thin layer of layout and wiring over explainers/ and dissection_data/."""

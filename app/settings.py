@@ -1,0 +1,52 @@
+"""Limits and options of the app in one place, so a public demo and a laptop differ only here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from explainers.params import MAX_SAMPLES
+
+ON_SPACES = bool(os.environ.get("SPACE_ID"))
+# Work-scaling caps: every slider and every API call is bounded by these.
+LIME_MAX_SAMPLES = min(MAX_SAMPLES, int(os.environ.get("XAI_LENS_LIME_MAX_SAMPLES", MAX_SAMPLES)))
+LIME_DEFAULT_SAMPLES = 1000
+LIME_MAX_BATCH = 256
+LIME_MAX_FEATURES = 100_000
+# Public-demo queue: one heavy job at a time, a bounded waiting line, bounded uploads.
+HEAVY_CONCURRENCY_ID = "heavy"
+QUEUE_MAX_SIZE = int(os.environ.get("XAI_LENS_QUEUE_MAX", 16))
+MAX_UPLOAD = os.environ.get("XAI_LENS_MAX_UPLOAD", "20mb")  # explainers.images refuses > 20 MB anyway
+DELETE_CACHE = (3600, 3600)  # every hour, delete gradio's temporary files older than an hour
+RUN_DIR_MAX_AGE_S = 3600
+# ZeroGPU slots, seconds: one explanation, and the ten-preset run.
+GPU_SECONDS_EXPLAIN = 120
+GPU_SECONDS_PRESETS = 300
+MASK_RULES = ("top:0.10", "top:0.20", "thresh:0.5", "otsu", "lime-top:5")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What `python -m app` was started with."""
+
+    weights: str = "imagenet"
+    examples_dir: Path | None = None
+    tables_root: Path | None = None
+    work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "xai-lens-app")
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights == "random"
+
+    def new_run_dir(self, prefix: str) -> Path:
+        """A fresh folder for one run's downloads; folders older than RUN_DIR_MAX_AGE_S are removed."""
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - RUN_DIR_MAX_AGE_S
+        for old in self.work_root.iterdir():
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.work_root))

@@ -1,0 +1,127 @@
+"""Tab 3: the CLIP-dissect neuron-concept tables: search, frequencies, ImageNet vs Places365, top images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from app.settings import AppConfig
+from dissection_data import table_views
+from dissection_data.tables import DEMO_WARNING, NeuronTable, load_tables
+from explainers import render
+from explainers.errors import XaiLensError
+
+ALL_LAYERS = "all layers"
+
+
+def no_table_message() -> str:
+    return (
+        "**No neuron table yet.** Build one with\n\n"
+        f"`{table_views.BUILD_COMMAND}`\n\n"
+        f"(or `{table_views.DEMO_COMMAND}` for an offline demo table with meaningless labels), then restart the app."
+    )
+
+
+def comparison_markdown(tables: list[NeuronTable]) -> str:
+    pair = table_views.dataset_pair(tables)
+    if pair is None:
+        return "ImageNet vs Places365: needs one table of each (build both models)."
+    result = table_views.compare_tables(*pair)
+    lines = [
+        f"### {result.first} (ImageNet) vs {result.second} (Places365)",
+        f"{len(result.shared)} concepts shared, {len(result.only_first)} only in {result.first}, "
+        f"{len(result.only_second)} only in {result.second}.",
+        "",
+        f"| layer | shared | only {result.first} | only {result.second} |",
+        "|---|---|---|---|",
+        *(f"| {layer} | {s} | {a} | {b} |" for layer, s, a, b in result.per_layer),
+        "",
+        f"**Shared:** {', '.join(result.shared[:30]) or '-'}",
+        f"**Only {result.first}:** {', '.join(result.only_first[:30]) or '-'}",
+        f"**Only {result.second}:** {', '.join(result.only_second[:30]) or '-'}",
+    ]
+    return "\n".join(lines)
+
+
+def build_neurons_tab(config: AppConfig) -> None:
+    """Lay out tab 3 and wire it (api name: neurons_filter)."""
+    try:
+        tables = load_tables(config.tables_root)
+    except XaiLensError as exc:
+        gr.Markdown(f"{exc}\n\n{no_table_message()}")
+        return
+    if not tables:
+        gr.Markdown(no_table_message(), elem_id="no-neuron-table")
+        return
+    by_key = {table.key: table for table in tables}
+    first = tables[0]
+    warning = gr.Markdown(_warning(first))
+    with gr.Row():
+        table_key = gr.Dropdown(list(by_key), value=first.key, label="Table (model)")
+        layer = gr.Dropdown([ALL_LAYERS, *first.layers], value=ALL_LAYERS, label="Layer")
+        query = gr.Textbox(label="Search concepts (label or runner-up)", placeholder="e.g. water")
+    with gr.Row():
+        with gr.Column(scale=3):
+            grid = gr.Dataframe(
+                headers=list(table_views.RECORD_COLUMNS),
+                value=table_views.row_records(first.rows),
+                interactive=False,
+                max_height=420,
+                label="Neurons (click a row for its top images)",
+            )
+        with gr.Column(scale=2):
+            histogram = gr.Image(filtered(first, ALL_LAYERS, "")[1], label="Most frequent concepts", type="numpy")
+    with gr.Row():
+        neuron_layer = gr.Dropdown(first.layers, value=first.layers[0] if first.layers else None, label="Neuron layer")
+        unit = gr.Number(0, label="Unit", precision=0, minimum=0)
+        show = gr.Button("Show top-activating probe images")
+    thumbs = gr.Gallery(label="Top-activating probe images", columns=5, height=220)
+    gr.Markdown(comparison_markdown(tables))
+
+    def filter_view(key: str, chosen_layer: str, text: str):
+        return filtered(by_key[key], chosen_layer, text)
+
+    def switch_table(key: str):
+        table = by_key[key]
+        layers = table.layers
+        return (
+            _warning(table),
+            gr.update(choices=[ALL_LAYERS, *layers], value=ALL_LAYERS),
+            gr.update(choices=layers, value=layers[0] if layers else None),
+        )
+
+    def top_images(key: str, chosen_layer: str, chosen_unit: float):
+        try:
+            paths = by_key[key].thumbnail_paths(chosen_layer, int(chosen_unit))
+        except XaiLensError as exc:
+            raise gr.Error(str(exc)) from None
+        return [(str(path), Path(path).stem) for path in paths]
+
+    def pick_row(key: str, records, event: gr.SelectData):
+        row = event.index[0]
+        model_layer, model_unit = records.iloc[row, 1], int(records.iloc[row, 2])
+        return model_layer, model_unit, top_images(key, model_layer, model_unit)
+
+    filters = [table_key, layer, query]
+    for trigger in (layer.change, query.submit, table_key.change):
+        trigger(filter_view, filters, [grid, histogram], api_visibility="private")
+    table_key.change(switch_table, table_key, [warning, layer, neuron_layer], api_visibility="private")
+    query.change(filter_view, filters, [grid, histogram], api_name="neurons_filter")
+    show.click(top_images, [table_key, neuron_layer, unit], thumbs, api_name="neuron_images")
+    grid.select(pick_row, [table_key, grid], [neuron_layer, unit, thumbs], api_visibility="private")
+
+
+def _warning(table: NeuronTable) -> str:
+    if table.is_demo or table.is_random:
+        return f"**{table.warning or DEMO_WARNING}**"
+    return ""
+
+
+def filtered(table: NeuronTable, chosen_layer: str, text: str) -> tuple[list[list], object]:
+    """The table's rows after the filters, and the concept histogram that follows them."""
+    rows = table_views.filter_rows(table.rows, None if chosen_layer == ALL_LAYERS else chosen_layer, text)
+    where = "all layers" if chosen_layer == ALL_LAYERS else chosen_layer
+    title = f"{table.key}, {where}" + (f", '{text}'" if text else "")
+    figure = table_views.concept_histogram(table_views.concept_counts(rows), title)
+    return table_views.row_records(rows), render.figure_array(figure)

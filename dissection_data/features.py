@@ -1,0 +1,143 @@
+"""The expensive passes, each cached: target-model activations and CLIP image/text features.
+
+One pass over the probe set per model hooks every requested layer at once; convolutional maps are
+pooled over space (mean by default, as CLIP-dissect does; max as an option) so each neuron gives one
+number per image, and fc gives its logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from dissection_data.cache import FeatureCache
+from dissection_data.clip_encoder import ClipEncoder
+from dissection_data.probes import ProbeSet
+from explainers.errors import XaiLensError
+
+POOLINGS = ("mean", "max")
+
+
+def _batches(items: Iterator[Any] | Sequence[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def weights_identity(weights: str) -> str:
+    """'imagenet'/'random', or a checkpoint's content hash (a retrained file at the same path misses the cache)."""
+    if weights in ("imagenet", "random"):
+        return weights
+    path = Path(weights)
+    if not path.is_file():
+        return weights
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return f"sha256:{hasher.hexdigest()[:20]}"
+
+
+def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
+    if output.ndim == 4:
+        return output.mean(dim=(2, 3)) if pooling == "mean" else output.amax(dim=(2, 3))
+    if output.ndim == 2:
+        return output
+    return output.flatten(1)
+
+
+@torch.inference_mode()
+def compute_activations(
+    model: Any, probe_set: ProbeSet, layers: Sequence[str], pooling: str = "mean", batch_size: int = 32
+) -> dict[str, torch.Tensor]:
+    """images x neurons (float32, CPU) for each layer, from one forward pass per batch."""
+    if pooling not in POOLINGS:
+        raise XaiLensError(f"Unknown pooling '{pooling}'; choose mean or max.")
+    collected: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    handles = []
+    try:
+        for layer in layers:
+            module = model.layer(layer)
+
+            def hook(_module, _inputs, output, layer=layer):
+                collected[layer].append(_pool(output.float(), pooling).cpu())
+
+            handles.append(module.register_forward_hook(hook))
+        with model.lock:
+            progress = tqdm(total=len(probe_set), desc=f"{model.name}: activations", unit="img")
+            for batch in _batches(probe_set.images(), batch_size):
+                crops = np.stack([model.crop(image) for image in batch])
+                model.module(model.to_tensor(crops))
+                progress.update(len(batch))
+            progress.close()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {layer: torch.cat(parts) for layer, parts in collected.items()}
+
+
+def activations(
+    cache: FeatureCache,
+    model: Any,
+    probe_set: ProbeSet,
+    layers: Sequence[str],
+    pooling: str,
+    batch_size: int = 32,
+    identity: str | None = None,
+) -> dict[str, torch.Tensor]:
+    key = {
+        "model": model.name,
+        "weights": identity or weights_identity(model.weights),
+        "layers": sorted(layers),
+        "pooling": pooling,
+        "probe": probe_set.fingerprint,
+        "preprocessing": [model.spec.resize, model.spec.crop],
+    }
+    return cache.get_or_compute(
+        "activations", key, lambda: compute_activations(model, probe_set, layers, pooling, batch_size)
+    )
+
+
+def image_features(cache: FeatureCache, encoder: ClipEncoder, probe_set: ProbeSet, batch_size: int = 32):
+    """images x d, L2-normalised CLIP image features (once per CLIP model and probe set)."""
+
+    def compute() -> torch.Tensor:
+        parts = []
+        progress = tqdm(total=len(probe_set), desc="CLIP image features", unit="img")
+        for batch in _batches(probe_set.images(), batch_size):
+            parts.append(encoder.encode_images(batch))
+            progress.update(len(batch))
+        progress.close()
+        return torch.cat(parts)
+
+    return cache.get_or_compute("clip_images", {"clip": encoder.model_id, "probe": probe_set.fingerprint}, compute)
+
+
+def text_features(cache: FeatureCache, encoder: ClipEncoder, concepts: Sequence[str], batch_size: int = 256):
+    """concepts x d, L2-normalised CLIP text features (once per CLIP model and concept list)."""
+    fingerprint = hashlib.sha256("\n".join(concepts).encode()).hexdigest()[:20]
+
+    def compute() -> torch.Tensor:
+        parts = []
+        for start in tqdm(range(0, len(concepts), batch_size), desc="CLIP text features", unit="batch"):
+            parts.append(encoder.encode_texts(concepts[start : start + batch_size]))
+        return torch.cat(parts)
+
+    return cache.get_or_compute("clip_texts", {"clip": encoder.model_id, "concepts": fingerprint}, compute)
+
+
+def thumbnail(image: Image.Image, model: Any, side: int) -> Image.Image:
+    """A small copy of the crop the model saw (thumbnails show what the neuron was shown)."""
+    return Image.fromarray(model.crop(image)).resize((side, side), Image.Resampling.BILINEAR)

@@ -1,0 +1,83 @@
+"""A plain-data picture of an Explanation, for user interfaces.
+
+An Explanation holds the live model (with a lock), so it cannot cross a process boundary. The app's
+GPU functions (ZeroGPU runs them in a forked worker) return this instead: numpy arrays, strings and
+numbers only, everything a UI needs to show one explanation, ready to pickle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from explainers import agreement, render
+from explainers.methods import METHODS
+from explainers.pipeline import Explanation
+
+
+@dataclass
+class ExplanationView:
+    image_name: str
+    model: str
+    model_title: str
+    is_random: bool
+    crop: np.ndarray
+    target: dict[str, Any]
+    top5: list[dict[str, Any]]
+    mask_rule: str
+    methods: list[str]
+    titles: dict[str, str]
+    captions: dict[str, str]
+    seconds: dict[str, float]
+    overlays: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    iou_names: list[str]
+    iou_values: np.ndarray
+    superpixels: np.ndarray | None
+    latest: str | None
+    pending: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def iou_figure(self) -> Figure | None:
+        """The IoU matrix heatmap, or None while fewer than two masks exist."""
+        if len(self.iou_names) < 2:
+            return None
+        return render.iou_heatmap(self.iou_names, self.iou_values, self.titles)
+
+
+def snapshot(explanation: Explanation, pending: list[str] | tuple[str, ...] = ()) -> ExplanationView:
+    """Freeze the explanation as it stands now; `pending` names the methods still to come."""
+    names, values = agreement.matrix(explanation.masks) if explanation.masks else ([], np.zeros((0, 0)))
+    superpixels = None
+    for saliency in explanation.saliency.values():
+        if "segments" in saliency.extras:
+            superpixels = render.superpixel_boundaries(explanation.crop, saliency.extras["segments"])
+    return ExplanationView(
+        image_name=explanation.image_name,
+        model=explanation.model.name,
+        model_title=explanation.model.spec.title,
+        is_random=explanation.model.is_random,
+        crop=explanation.crop,
+        target=explanation.target.as_dict(),
+        top5=[p.as_dict() for p in explanation.top5],
+        mask_rule=explanation.mask_rule,
+        methods=list(explanation.saliency),
+        titles={name: METHODS[name].title for name in explanation.saliency},
+        captions={name: explanation.caption(name) for name in explanation.saliency},
+        seconds={name: s.seconds for name, s in explanation.saliency.items()},
+        overlays=explanation.overlays(),
+        masks={name: mask.copy() for name, mask in explanation.masks.items()},
+        iou_names=names,
+        iou_values=values,
+        superpixels=superpixels,
+        latest=explanation.latest,
+        pending=list(pending),
+        summary=explanation.summary(),
+    )

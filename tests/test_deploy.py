@@ -1,0 +1,68 @@
+"""The Space: manifest vs README front matter, the offline dry run, and the app_file entry point."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from app import deploy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def front_matter() -> dict:
+    """README.md's front matter when it has one, else the block the app hands the README owner."""
+    found = deploy.readme_front_matter(ROOT / "README.md")
+    if found is None:
+        text = (ROOT / "app" / "README_SECTION.md").read_text(encoding="utf-8")
+        found = deploy.readme_front_matter_text(text)
+    return found
+
+
+def test_front_matter_agrees_with_space_yaml():
+    manifest = deploy.load_manifest()
+    assert deploy.front_matter_problems(manifest, front_matter()) == []
+
+
+def test_disagreement_is_reported():
+    manifest = deploy.load_manifest()
+    wrong = {**front_matter(), "sdk_version": "5.0.0"}
+    assert any("sdk_version" in problem for problem in deploy.front_matter_problems(manifest, wrong))
+
+
+def test_sdk_version_is_the_requirements_pin_and_app_file_exists():
+    pin = re.search(r"^gradio==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    front = front_matter()
+    assert str(front["sdk_version"]) == pin
+    assert (ROOT / front["app_file"]).is_file() and front["app_file"] != "app.py"
+
+
+def test_app_file_runs_from_repo_root_without_shadowing_the_package():
+    code = "import runpy; m = runpy.run_path('space_app.py', run_name='not_main'); print(m['main'])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "function main" in done.stdout
+
+
+def test_dry_run_prints_plan_and_uploads_nothing(capsys):
+    assert deploy.main(["--dry-run", "--space", "someone/xai-lens-test"]) == 0
+    out = capsys.readouterr().out
+    assert "Space: someone/xai-lens-test" in out and "zero-a10g" in out and "Dry run" in out
+    assert "  space_app.py" in out and "  app/tab_explain.py" in out
+    assert "tests/" not in out
+
+
+def test_file_selection_follows_patterns():
+    chosen = deploy.select_files(
+        ["app/a.py", "app/__pycache__/a.pyc", "tests/t.py", "x.JPEG", "README.md"],
+        ["README.md", "app/**", "*.JPEG"], ["**/__pycache__/**", "*.JPEG"],
+    )
+    assert chosen == ["README.md", "app/a.py"]
+
+
+def test_spaces_import_is_harmless_here():
+    from app.gpu import gpu
+
+    assert gpu(10)(lambda x: x + 1)(1) == 2
