@@ -8,7 +8,8 @@ animations give their first frame, EXIF orientation is applied.
 from __future__ import annotations
 
 import io
-import warnings
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from explainers.errors import XaiLensError
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # e.g. 8000x5000; larger images are refused before decoding
 MAX_SIDE = 12_000
+# Models resize the short side to ~256 before cropping: a 3x5000 strip would become 256x426666
+# (330 MB, seconds of work) to show the model a few pixels. Real panoramas stay well under this.
+MAX_ASPECT = 50
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
@@ -48,17 +52,39 @@ def _open(source: ImageSource) -> Image.Image:
     if len(data) > MAX_FILE_BYTES:
         raise XaiLensError(f"{name} is over the {MAX_FILE_BYTES // 2**20} MB limit; use a smaller image.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow warns above 89 and refuses above 179 megapixels from the header alone; our own,
+        # lower limit is checked next, also before decoding. (No warning filters or global limits
+        # are changed here: both are process-wide and the app serves many visitors at once.)
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(claimed.group(1)) // 1_000_000} megapixels" if claimed else "too many pixels"
+        raise XaiLensError(
+            f"{name} claims {size}; the limit is {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE} pixels a side. "
+            "Resize it first."
+        ) from None
+    except UnidentifiedImageError:
         raise XaiLensError(
             f"{name} is not an image this tool can read; use a JPEG, PNG, WebP, GIF or BMP file."
         ) from None
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:  # a header that lies
+        raise XaiLensError(f"{name} has a broken header ({_first_line(exc)}); try another file.") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return (lines[0][:120] if lines else "") or type(exc).__name__
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
+    if array.size == 0:
+        raise XaiLensError(f"The image array has no pixels (shape {array.shape}); choose another image.")
+    if array.dtype.kind not in "biuf":
+        raise XaiLensError(f"An image array must hold numbers; got dtype {array.dtype}.")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise XaiLensError("The image array holds NaN or infinite values; pixels must be finite numbers.")
     if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)):
+        _check_dimensions(array.shape[1], array.shape[0])
         if array.dtype != np.uint8:
             scaled = array.astype(np.float64)
             if scaled.max(initial=0) <= 1.0:
@@ -69,7 +95,10 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 
 def _check_size(image: Image.Image) -> None:
-    width, height = image.size
+    _check_dimensions(*image.size)
+
+
+def _check_dimensions(width: int, height: int) -> None:
     if width < 1 or height < 1:
         raise XaiLensError("The image has no pixels; choose another image.")
     if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
@@ -77,12 +106,19 @@ def _check_size(image: Image.Image) -> None:
             f"The image is {width}x{height} pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels "
             f"and {MAX_SIDE} pixels a side. Resize it first."
         )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise XaiLensError(
+            f"The image is {width}x{height} pixels, a narrow strip; the longer side may be at most "
+            f"{MAX_ASPECT} times the shorter. Crop it first."
+        )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         pixels = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if pixels.max(initial=0) > 255 else 255.0
+        # 16-bit files are scaled by their format's range, not by their content (a dark 16-bit photo stays dark)
+        sixteen_bit = image.mode.startswith("I;16") or image.format == "PNG" or pixels.max(initial=0) > 255
+        peak = 65535.0 if sixteen_bit else 255.0
         image = Image.fromarray(np.clip(pixels / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "F":
         pixels = np.asarray(image, dtype=np.float64)
@@ -110,6 +146,5 @@ def load_image(source: ImageSource) -> Image.Image:
         raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise XaiLensError(
-            f"The image could not be decoded ({str(exc).splitlines()[0][:120] or type(exc).__name__}); "
-            "it may be truncated or corrupt. Try another file."
+            f"The image could not be decoded ({_first_line(exc)}); it may be truncated or corrupt. Try another file."
         ) from None

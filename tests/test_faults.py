@@ -1,0 +1,149 @@
+"""Faults a public demo meets: GPU out of memory, a visitor who cancels, missing weights.
+
+(Network down while fetching published weights is covered in test_models.py.)
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import subprocess
+import sys
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+from explainers.cancel import CancelledError, CancelToken, cancellable_progress
+from explainers.errors import XaiLensError
+from explainers.oom import is_out_of_memory, run_with_backoff
+from explainers.pipeline import explain_image
+
+# ---------------------------------------------------------------- out of memory -> smaller batch
+
+
+def _batched_sum_of_squares(values: np.ndarray, fits: int, seen: list[int]):
+    """A batched computation that 'runs out of memory' for batches larger than `fits`, like a GPU would."""
+
+    def work(batch_size: int) -> float:
+        seen.append(batch_size)
+        total = 0.0
+        for start in range(0, len(values), batch_size):
+            if batch_size > fits:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            total += float((values[start : start + batch_size] ** 2).sum())
+        return total
+
+    return work
+
+
+@pytest.mark.parametrize("fits", [1, 5, 16, 64])
+def test_out_of_memory_halves_the_batch_and_gives_the_same_answer(fits):
+    values = np.random.default_rng(0).normal(size=1000)
+    seen: list[int] = []
+    retried: list[int] = []
+    result = run_with_backoff(_batched_sum_of_squares(values, fits, seen), 64, on_retry=retried.append)
+    assert result == pytest.approx(float((values**2).sum()), rel=1e-12)  # the un-failing answer
+    assert seen[-1] <= fits and all(b > fits for b in seen[:-1])  # stopped shrinking once it fitted
+    assert seen == [64, *retried] and all(b == a // 2 for a, b in itertools.pairwise(seen))
+
+
+def test_out_of_memory_at_the_smallest_batch_is_one_clear_line():
+    seen: list[int] = []
+    with pytest.raises(XaiLensError, match="Out of GPU memory even with a batch of 4") as caught:
+        run_with_backoff(_batched_sum_of_squares(np.ones(10), 0, seen), 32, min_batch=4)
+    assert seen == [32, 16, 8, 4] and "\n" not in str(caught.value)
+
+
+def test_runtime_error_spelled_out_of_memory_counts_and_other_errors_pass_through():
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    calls: list[int] = []
+
+    def broken(batch_size: int) -> None:
+        calls.append(batch_size)
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes"):
+        run_with_backoff(broken, 64)
+    assert calls == [64]  # a real bug is not retried
+
+
+# ---------------------------------------------------------------- cancelling
+
+
+def test_token_cancels_from_another_thread_and_by_deadline():
+    token = CancelToken()
+    token.check()
+    threading.Thread(target=token.cancel).start()
+    time.sleep(0.05)
+    with pytest.raises(CancelledError, match="cancelled"):
+        token.check()
+    timed = CancelToken(deadline_s=0.01)
+    time.sleep(0.05)
+    with pytest.raises(CancelledError, match="time limit") as caught:
+        timed.check()
+    assert isinstance(caught.value, XaiLensError) and "\n" not in str(caught.value)
+
+
+def _is_batch(obj: object) -> bool:
+    """A stack of several images or masks: larger than one 224x224 RGB image (and not a weight)."""
+    if isinstance(obj, torch.nn.Parameter) or not isinstance(obj, (torch.Tensor, np.ndarray)):
+        return False
+    size = obj.numel() if isinstance(obj, torch.Tensor) else obj.size
+    return obj.ndim >= 3 and size > 224 * 224 * 3
+
+
+@pytest.mark.slow
+def test_cancelled_lime_stops_after_the_current_batch_and_frees_its_memory(resnet18_random, photo_crop):
+    """Through the public pipeline: the visitor cancels after the first progress report."""
+    token = CancelToken()
+    reports: list[tuple[int, int]] = []
+    tracked: list[weakref.ref] = []
+
+    def visitor_sees(done: int, total: int) -> None:
+        reports.append((done, total))
+        # every image batch alive now (LIME's samples, the model's input): none may outlive the cancel
+        frame = sys._getframe(1)
+        while frame is not None:  # the locals of every caller up the stack: LIME's loop holds its batches
+            tracked.extend(weakref.ref(value) for value in frame.f_locals.values() if _is_batch(value))
+            frame = frame.f_back
+        token.cancel("cancelled by the visitor")
+
+    params = {"num_samples": 400, "batch_size": 20}
+    with pytest.raises(CancelledError, match="cancelled by the visitor"):
+        explain_image(
+            photo_crop,
+            resnet18_random,
+            "lime",
+            lime_params=params,
+            lime_progress=cancellable_progress(token, visitor_sees),
+        )
+    assert len(reports) == 1 and reports[0][0] < 400  # work stopped at the first check
+    gc.collect()
+    assert tracked  # the check below looked at something
+    alive = [ref() for ref in tracked if ref() is not None]
+    assert not alive, [tuple(t.shape) for t in alive]
+    # the shared model is usable again at once (no lock or hook left behind)
+    finished = explain_image(photo_crop, resnet18_random, "gradcam")
+    assert finished.saliency["gradcam"].map.shape == (224, 224)
+
+
+# ---------------------------------------------------------------- missing weights
+
+
+def test_missing_checkpoint_is_one_error_line_from_the_command_line(tmp_path):
+    image = tmp_path / "grey.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(image)
+    command = [sys.executable, "-m", "explainers", "explain", str(image), "--model", "resnet18"]
+    command += ["--weights", str(tmp_path / "missing.pth"), "--methods", "gradcam", "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Checkpoint")
+    assert "does not exist" in result.stderr
