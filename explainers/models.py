@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import socket
 import threading
 import urllib.error
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from explainers.download import download_file
 from explainers.errors import XaiLensError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,7 +34,6 @@ RANDOM_WEIGHTS_WARNING = (
     "(use --weights imagenet or a checkpoint for real results)."
 )
 _DATA_DIR = Path(__file__).parent / "data"
-DOWNLOAD_TIMEOUT_S = 30
 PLACES365_URL = "http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar"
 
 
@@ -252,11 +251,8 @@ def _download_published(spec: ModelSpec) -> Path:
     target = weights_cache_dir() / spec.weights_file
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a silent network must fail, not hang
     try:
-        torch.hub.download_url_to_file(spec.weights_url, str(target), progress=True)
+        download_file(spec.weights_url, target)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise WeightsUnavailableError(
@@ -264,8 +260,6 @@ def _download_published(spec: ModelSpec) -> Path:
             f"Expected file: {target}. Download {spec.weights_url} and put it there, "
             f"or pass a local checkpoint (--weights PATH), or use --weights random for an offline demo."
         ) from None
-    finally:
-        socket.setdefaulttimeout(previous_timeout)
     return target
 
 

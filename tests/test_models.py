@@ -74,10 +74,10 @@ def test_code_carrying_checkpoint_is_not_executed(tmp_path):
 def test_offline_error_names_the_expected_file(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
-    def no_network(url, dst, progress=True):
+    def no_network(url, target, **options):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setattr(models, "download_file", no_network)
     with pytest.raises(models.WeightsUnavailableError) as error:
         models.build_model("resnet18-places365", "imagenet")
     message = str(error.value)
@@ -90,7 +90,7 @@ def test_cached_published_weights_are_used_without_network(tmp_path, monkeypatch
     state = _trained_like_state(1000)
     (tmp_path / "checkpoints").mkdir()
     torch.save(state, tmp_path / "checkpoints" / models.model_spec("resnet18").weights_file)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setattr(models, "download_file", lambda *a, **k: pytest.fail("must not download"))
     assert _same_weights(models.build_model("resnet18", "imagenet"), state)
 
 
