@@ -13,6 +13,7 @@ from typing import Any
 from app import settings
 from app.gpu import gpu
 from examples.presets import ensure_presets
+from explainers.cancel import CancelToken, cancellable_progress
 from explainers.exports import zip_folder
 from explainers.methods import by_cost, parse_methods
 from explainers.models import load_model
@@ -32,8 +33,10 @@ def explain_views(
     mask_rule: str,
     image_name: str | None = None,
     lime_progress: Callable[[int, int], None] | None = None,
+    deadline_s: float | None = None,
 ) -> Iterator[ExplanationView]:
-    """Yield a picklable view after each method, cheapest first."""
+    """Yield a picklable view after each method, cheapest first; past `deadline_s` the work stops."""
+    token = CancelToken(deadline_s)  # made here, inside the (possibly forked) worker that does the work
     model = load_model(model_name, weights)
     order = by_cost(parse_methods(methods))
     for explanation in iter_explain(
@@ -44,7 +47,8 @@ def explain_views(
         lime_params=lime_params,
         mask_rule=mask_rule,
         image_name=image_name,
-        lime_progress=lime_progress,
+        lime_progress=cancellable_progress(token, lime_progress),
+        cancel=token,
     ):
         done = order.index(explanation.latest) + 1
         yield snapshot(explanation, pending=order[done:])

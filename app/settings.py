@@ -25,6 +25,8 @@ DELETE_CACHE = (3600, 3600)  # every hour, delete gradio's temporary files older
 RUN_DIR_MAX_AGE_S = 3600
 # ZeroGPU slots, seconds: one explanation, and the ten-preset run.
 GPU_SECONDS_EXPLAIN = 120
+# Off Spaces no GPU quota bounds a request, so each explanation carries its own deadline.
+EXPLAIN_DEADLINE_S = float(os.environ.get("XAI_LENS_EXPLAIN_DEADLINE_S", 600))
 GPU_SECONDS_PRESETS = 300
 MASK_RULES = ("top:0.10", "top:0.20", "thresh:0.5", "otsu", "lime-top:5")
 

@@ -110,7 +110,9 @@ def build_explain_tab(config: AppConfig) -> None:
             )
             with gr.Accordion("LIME parameters (explain_instance)", open=False):
                 form = lime_form(default_lime)
-            run = gr.Button("Explain", variant="primary")
+            with gr.Row():
+                run = gr.Button("Explain", variant="primary", scale=3)
+                stop = gr.Button("Stop", variant="stop", scale=1)
         with gr.Column(scale=2):
             status = gr.Markdown("Choose an image and press Explain. Grad-CAM appears first; slower methods follow.")
             predictions = gr.Label(num_top_classes=5, label="Top-5 predictions")
@@ -155,13 +157,14 @@ def build_explain_tab(config: AppConfig) -> None:
                 rule,
                 image_name=Path(image_path).name,
                 lime_progress=lime_progress,
+                deadline_s=settings.EXPLAIN_DEADLINE_S,
             )
             for view in stream:
                 yield view_outputs(view, model_name)
         except XaiLensError as exc:
             raise gr.Error(str(exc)) from None
 
-    run.click(
+    running = run.click(
         explain,
         [image, model, target, methods, extras, mask_rule, *form.components],
         [status, predictions, overlays, masks, iou, superpixels, summary, target, side_by_side],
@@ -169,6 +172,8 @@ def build_explain_tab(config: AppConfig) -> None:
         concurrency_limit=1,
         concurrency_id=settings.HEAVY_CONCURRENCY_ID,
     )
+    # Stopping ends the stream at the next method boundary (LIME also checks between its batches).
+    stop.click(None, None, None, cancels=[running], api_visibility="private")
 
 
 def _pick_preset(presets: list[tuple[str, str]]):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from explainers import agreement, render
+from explainers.cancel import CancelToken
 from explainers.errors import XaiLensError
 from explainers.images import ImageSource, load_image
 from explainers.masks import DEFAULT_RULE, masks_for, parse_rule
@@ -140,8 +141,13 @@ def iter_explain(
     image_name: str | None = None,
     lime_progress: Callable[[int, int], None] | None = None,
     reference: bool = False,
+    cancel: CancelToken | None = None,
 ) -> Iterator[Explanation]:
-    """Yield the growing Explanation after each method, cheapest method first (for streaming UIs)."""
+    """Yield the growing Explanation after each method, cheapest method first (for streaming UIs).
+
+    `cancel` is checked before every method (and LIME's batches when passed via lime_progress), so a
+    stopped or timed-out request frees its worker at the next boundary.
+    """
     names = parse_methods(methods)
     rule = parse_rule(mask_rule)
     if rule.kind == "lime-top" and "lime" not in names:
@@ -159,6 +165,8 @@ def iter_explain(
     subject = Subject(model, explanation.crop, explanation.target.index)
     methods_by_name = dict(prepared)
     for name in by_cost(names):
+        if cancel is not None:
+            cancel.check()
         explanation.saliency[name] = methods_by_name[name].explain(subject)
         explanation.latest = name
         ordered = {n: explanation.saliency[n] for n in names if n in explanation.saliency}

@@ -125,3 +125,26 @@ def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_a_cancelled_run_stops_at_the_next_method(planted):
+    from explainers.cancel import CancelledError, CancelToken
+
+    image, _ = patch_image(10, 10)
+    token = CancelToken()
+    finished = []
+    with pytest.raises(CancelledError, match="nothing was kept"):
+        for step in iter_explain(image, planted, "gradcam,ablationcam,scorecam", target=1, cancel=token):
+            finished.append(step.latest)
+            token.cancel()  # the visitor presses Stop once the first map is shown
+    assert finished == ["gradcam"]
+
+
+def test_the_app_worker_stops_past_its_deadline(tmp_path):
+    from app.compute import explain_views
+    from explainers.cancel import CancelledError
+
+    path = tmp_path / "img.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(path)
+    with pytest.raises(CancelledError, match="time limit"):
+        list(explain_views(str(path), "resnet18", "random", ["gradcam"], None, {}, "top:0.10", deadline_s=0))
