@@ -9,12 +9,10 @@ fc self-check, and the table files.
 from __future__ import annotations
 
 import datetime as dt
-import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from dissection_data.similarity import DEFAULT_PARAMS, DEFAULT_SIMILARITY, simil
 from dissection_data.tables import DEMO_WARNING, write_table
 from explainers.errors import XaiLensError
 from explainers.models import RANDOM_WEIGHTS_WARNING, load_model, weights_label
+from explainers.provenance import library_versions
 
 DEFAULT_MODELS = ("resnet18", "resnet18-places365")
 DEFAULT_LAYERS = ("layer3", "layer4", "fc")
@@ -85,16 +84,6 @@ class StageTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _similarity_params(options: BuildOptions) -> dict[str, Any]:
@@ -254,6 +243,6 @@ def _meta(
         "top_images_per_neuron": options.top_images,
         "thumbnail_side": THUMBNAIL_SIDE,
         "self_check": check,
-        "versions": library_versions(),
+        "versions": library_versions(VERSIONED_PACKAGES),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

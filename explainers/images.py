@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from explainers.errors import XaiLensError
+from explainers.user_files import read_limited
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # e.g. 8000x5000; larger images are refused before decoding
@@ -32,25 +33,9 @@ def _open(source: ImageSource) -> Image.Image:
         return source
     if isinstance(source, np.ndarray):
         return _from_array(source)
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-        name = "the uploaded data"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise XaiLensError(f"Image file '{path}' does not exist; check the path.")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise XaiLensError(
-                f"'{path.name}' is {size / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB. "
-                "Use a smaller image."
-            )
-        data = path.read_bytes()
-        name = f"'{path.name}'"
+    data, name = read_limited(source, limit_bytes=MAX_FILE_BYTES, kind="Image file", advice="Use a smaller image.")
     if not data:
         raise XaiLensError(f"{name} is empty (0 bytes); choose a JPEG, PNG, WebP, GIF or BMP image.")
-    if len(data) > MAX_FILE_BYTES:
-        raise XaiLensError(f"{name} is over the {MAX_FILE_BYTES // 2**20} MB limit; use a smaller image.")
     try:
         # Pillow warns above 89 and refuses above 179 megapixels from the header alone; our own,
         # lower limit is checked next, also before decoding. (No warning filters or global limits

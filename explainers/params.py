@@ -28,6 +28,7 @@ from sklearn.metrics import pairwise_distances
 from explainers.errors import XaiLensError
 from explainers.safe_pickle import REGRESSOR_CLASSES, restricted_loads
 from explainers.segmentation import segmentation_from_spec, validate_segmentation_spec
+from explainers.user_files import read_limited
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -355,27 +356,15 @@ def _file_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_limited(path_or_bytes: str | Path | bytes) -> tuple[bytes, str]:
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        data, name = bytes(path_or_bytes), "the uploaded parameter file"
-    else:
-        path = Path(path_or_bytes)
-        if not path.is_file():
-            raise XaiLensError(f"LIME parameter file '{path}' does not exist; check the path.")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise XaiLensError(
-                f"'{path.name}' is {size / 2**20:.1f} MB, too big for a LIME parameter file "
-                f"(limit {MAX_FILE_BYTES // 2**20} MB); choose the right file."
-            )
-        data, name = path.read_bytes(), f"'{path.name}'"
-        if path.suffix.lower() == ".json":
-            return data, "json"
-    if len(data) > MAX_FILE_BYTES:
-        raise XaiLensError(f"{name} is over the {MAX_FILE_BYTES // 2**20} MB limit for a LIME parameter file.")
+    """The file's bytes and its format: 'json' by suffix or content, else 'pickle'."""
+    data, name = read_limited(
+        path_or_bytes, limit_bytes=MAX_FILE_BYTES, kind="LIME parameter file", advice="Choose the right file."
+    )
     if not data:
         raise XaiLensError(f"{name} is empty; save the parameters again with save_lime_params.")
+    by_suffix = not isinstance(path_or_bytes, (bytes, bytearray)) and Path(path_or_bytes).suffix.lower() == ".json"
     looks_like_json = data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
-    return data, "json" if looks_like_json else "pickle"
+    return data, "json" if by_suffix or looks_like_json else "pickle"
 
 
 def load_lime_params(path_or_bytes: str | Path | bytes) -> dict[str, dict[str, Any]]:

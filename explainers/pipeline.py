@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from explainers.images import ImageSource, load_image
 from explainers.masks import DEFAULT_RULE, masks_for, parse_rule
 from explainers.methods import METHODS, Saliency, Subject, by_cost, create_method, parse_methods
 from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel, weights_label
+from explainers.provenance import library_versions
 
 _VERSIONED = ("torch", "torchvision", "grad-cam", "lime", "numpy", "scikit-image")
 
@@ -79,7 +79,7 @@ class Explanation:
             "params": {name: _jsonable(s.params) for name, s in self.saliency.items()},
             "maps": f"float32 HxW in [0,1] {render.CROP_CAPTION} ({self.crop.shape[1]}x{self.crop.shape[0]})",
             "created": self.created,
-            "versions": _versions(),
+            "versions": library_versions(_VERSIONED),
         }
         if self.model.is_random:
             summary["warning"] = RANDOM_WEIGHTS_WARNING
@@ -196,16 +196,6 @@ def write_iou_csv(explanations: Sequence[Explanation], path: Path) -> None:
             for pair, value in explanation.iou.items():
                 a, b = pair.split("|")
                 writer.writerow([Path(explanation.image_name).stem, a, b, f"{value:.6f}"])
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for package in _VERSIONED:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def _jsonable(value: Any) -> Any:

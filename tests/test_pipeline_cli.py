@@ -17,6 +17,12 @@ from explainers.errors import XaiLensError
 from explainers.pipeline import explain_image, iter_explain
 
 
+def explain_cli(image, out, *options):
+    """`python -m explainers explain IMAGE` with ResNet18 random weights, in a fresh process."""
+    command = [sys.executable, "-m", "explainers", "explain", str(image), "--model", "resnet18", "--weights", "random"]
+    return subprocess.run([*command, "--out", str(out), *options], capture_output=True, text=True, timeout=300)
+
+
 def test_pipeline_streams_cheapest_first_and_agrees_with_planted_truth(planted):
     image, truth = patch_image(60, 90)
     finished = []
@@ -43,29 +49,8 @@ def test_cli_explain_writes_the_contract(tmp_path):
     path = tmp_path / "red_patch.png"
     Image.fromarray(image).save(path)
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "explainers",
-            "explain",
-            str(path),
-            "--model",
-            "resnet18",
-            "--weights",
-            "random",
-            "--methods",
-            "gradcam,ablationcam,eigencam",
-            "--mask",
-            "otsu",
-            "--target",
-            "goldfish",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = explain_cli(
+        path, out, "--methods", "gradcam,ablationcam,eigencam", "--mask", "otsu", "--target", "goldfish"
     )
     assert result.returncode == 0, result.stderr
     assert "RANDOM WEIGHTS" in result.stderr
@@ -101,27 +86,7 @@ def test_cli_explain_writes_the_contract(tmp_path):
 def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
     path = tmp_path / "img.png"
     Image.new("RGB", (50, 40), (10, 200, 30)).save(path)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "explainers",
-            "explain",
-            str(path),
-            "--model",
-            "resnet18",
-            "--weights",
-            "random",
-            "--methods",
-            "gradcam",
-            "--out",
-            str(tmp_path / "o"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = explain_cli(path, tmp_path / "o", "--methods", "gradcam", *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error:")
