@@ -89,8 +89,9 @@ class AblationCAMMethod(SaliencyMethod):
                     run_ablated = self._whole_network(subject, layer)
                     extras["path"] = f"whole network per ablated batch ({why})"
                 values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
-                original = float(logits[0, subject.target])
-                drops = original - self._ablated_scores(run_ablated, activations[0], values, subject.target)
+                drops = float(logits[0, subject.target]) - self._ablated_scores(
+                    run_ablated, activations[0], values, subject.target
+                )
         original = float(logits[0, subject.target])
         weights = (drops / original).astype(np.float32)
         saliency = weighted_cam_map(weights, activations[0].cpu().numpy(), subject.crop.shape[:2])
