@@ -146,9 +146,12 @@ class LoadedModel:
         )
         return np.asarray(TF.center_crop(resized, self.spec.crop), dtype=np.uint8).copy()
 
-    def to_tensor(self, crops: np.ndarray) -> torch.Tensor:
+    def to_tensor(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (or [0,1] float) crops, HxWx3 or NxHxWx3 -> normalised NCHW float32 on the model's device."""
-        array = torch.as_tensor(np.ascontiguousarray(crops), device=self.device)
+        if isinstance(crops, torch.Tensor):  # LIME's perturbations, built on the device
+            array = crops.to(self.device)
+        else:
+            array = torch.as_tensor(np.ascontiguousarray(crops), device=self.device)
         if array.ndim == 3:
             array = array.unsqueeze(0)
         scale = 255.0 if array.dtype == torch.uint8 else 1.0

@@ -4,12 +4,15 @@ grad-cam runs one forward pass of the whole network per channel (2048 for a ResN
 everything after the target layer is global average pooling then a linear layer (torchvision
 ResNets at layer4 or layer4[-1]), ablating channel k moves the pooled feature k from mean(A_k)
 to the ablation value v, so the score drops by exactly W[t, k] * (mean(A_k) - v): one forward
-pass in all. Elsewhere the ablated activations are fed through the network by a hook that
-replaces the target layer's output, so the shared model is never modified.
+pass in all. Elsewhere only the part of the network after the target layer runs on the ablated
+batches (a torch.fx split, see fx_tail); when the model cannot be traced, the ablated
+activations go through the whole network by a hook that replaces the target layer's output,
+and the extras say so. The shared model is never modified.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from explainers.methods.base import SaliencyMethod, Subject
 from explainers.methods.cam_common import activations_and_logits, default_batch_size, weighted_cam_map
+from explainers.methods.fx_tail import Tail, TailUnavailableError, split_after
 
 # grad-cam's AblationLayer: zero when the layer's minimum is 0, else (min - 1e7), re-read after
 # each row it writes, so row j of a batch gets min0 - (j + 1) * 1e7.
@@ -66,18 +70,32 @@ class AblationCAMMethod(SaliencyMethod):
         model = subject.model
         layer = model.layer(self.target_layer)
         batch = subject.tensor
+        head = pooled_linear_head(model.module, layer)
+        extras: dict[str, Any] = {"closed_form": head is not None}
         with model.lock:
-            activations, logits = activations_and_logits(model.module, layer, batch)
-            original = float(logits[0, subject.target])
-            values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
-            head = pooled_linear_head(model.module, layer)
             if head is not None:
+                activations, logits = activations_and_logits(model.module, layer, batch)
+                values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
                 drops = self._closed_form_drops(head, activations[0], values, subject.target)
+                extras["path"] = "closed form (one forward pass)"
             else:
-                drops = original - self._ablated_scores(subject, layer, activations[0], values)
+                try:
+                    tail = split_after(model.module, layer, batch)
+                    activations, logits = tail.activations, tail.logits
+                    run_ablated = tail
+                    extras["path"] = "network after the target layer only (torch.fx split)"
+                except TailUnavailableError as why:
+                    activations, logits = activations_and_logits(model.module, layer, batch)
+                    run_ablated = self._whole_network(subject, layer)
+                    extras["path"] = f"whole network per ablated batch ({why})"
+                values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
+                drops = float(logits[0, subject.target]) - self._ablated_scores(
+                    run_ablated, activations[0], values, subject.target
+                )
+        original = float(logits[0, subject.target])
         weights = (drops / original).astype(np.float32)
         saliency = weighted_cam_map(weights, activations[0].cpu().numpy(), subject.crop.shape[:2])
-        return saliency, {"logits": logits[0].cpu().numpy(), "closed_form": head is not None}
+        return saliency, {"logits": logits[0].cpu().numpy(), **extras}
 
     @staticmethod
     def _closed_form_drops(
@@ -87,30 +105,39 @@ class AblationCAMMethod(SaliencyMethod):
         weight = head.weight[target].detach().double().cpu().numpy()
         return weight * (pooled - values)
 
+    @staticmethod
+    def _whole_network(subject: Subject, layer: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Fallback: the whole model, its target layer's output replaced by a hook for one call."""
+
+        def run(layer_output: torch.Tensor) -> torch.Tensor:
+            handle = layer.register_forward_hook(lambda _m, _i, _o: layer_output)
+            try:
+                return subject.model.module(subject.tensor.expand(layer_output.size(0), -1, -1, -1))
+            finally:
+                handle.remove()
+
+        return run
+
     @torch.inference_mode()
     def _ablated_scores(
-        self, subject: Subject, layer: torch.nn.Module, activations: torch.Tensor, values: np.ndarray
+        self,
+        run_ablated: Tail | Callable[[torch.Tensor], torch.Tensor],
+        activations: torch.Tensor,
+        values: np.ndarray,
+        target: int,
     ) -> np.ndarray:
-        """Generic path: for each channel, the score with that channel set to its ablation value."""
+        """For each channel, the target score with that channel set to its ablation value."""
         channels = activations.size(0)
         step = self.batch_size or default_batch_size(activations.device)
-        scores = np.empty(channels)
-        replacement: list[torch.Tensor] = []
-        handle = layer.register_forward_hook(lambda _m, _i, _o: replacement[0])
-        try:
-            for start in range(0, channels, step):
-                index = torch.arange(start, min(start + step, channels), device=activations.device)
-                ablated = activations.unsqueeze(0).repeat(index.numel(), 1, 1, 1)
-                fill = torch.as_tensor(values[index.cpu().numpy()], dtype=ablated.dtype, device=ablated.device)
-                ablated[torch.arange(index.numel()), index] = fill[:, None, None]
-                replacement[:] = [ablated]
-                batch = subject.tensor.expand(index.numel(), -1, -1, -1)
-                scores[start : start + index.numel()] = (
-                    subject.model.module(batch)[:, subject.target].double().cpu().numpy()
-                )
-        finally:
-            handle.remove()
-        return scores
+        fill = torch.as_tensor(values, dtype=activations.dtype, device=activations.device)
+        scores = []
+        for start in range(0, channels, step):
+            count = min(step, channels - start)
+            ablated = activations.unsqueeze(0).repeat(count, 1, 1, 1)
+            rows = torch.arange(count, device=activations.device)
+            ablated[rows, rows + start] = fill[start : start + count, None, None]
+            scores.append(run_ablated(ablated)[:, target].double())
+        return torch.cat(scores).cpu().numpy()
 
     def _reference(self, subject: Subject) -> np.ndarray:
         model = subject.model

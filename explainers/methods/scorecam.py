@@ -1,13 +1,17 @@
 """Score-CAM: weight each activation channel by the target score of the input masked with it.
 
-The fast path gives grad-cam's map (float32) with less work: every channel whose upsampled
-activation is constant masks the input to all zeros, so those channels share one forward pass;
-masked inputs are built batch by batch instead of all at once (grad-cam holds ~1.15 GiB of them
-for a ResNet50), and batches are as large as the device allows.
+The fast path gives grad-cam's map (float32) with fewer and cheaper forward passes, all exact:
+every channel whose upsampled activation is constant masks the input to all zeros, so those
+channels share one pass; channels with identical activations make identical masks, so each
+distinct one runs once; masked inputs are built batch by batch (grad-cam holds ~1.15 GiB of
+them at once for a ResNet50), in channels-last layout (faster convolutions on CPU and GPU), and
+scores stay on the device until the end. Mixed precision is an opt-in (`autocast=True`): it
+changes the scores slightly, and the benchmark reports the map's difference.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,16 +32,57 @@ def _masks_for(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return (upsampled - mins[:, None, None]) / (maxs - mins + 1e-8)[:, None, None]
 
 
+@dataclass
+class PassPlan:
+    """Which channels need their own forward pass, and which reuse another's score."""
+
+    constant: torch.Tensor  # indices of channels whose mask is all zeros (one shared pass)
+    distinct: torch.Tensor  # one channel index per distinct non-constant activation map
+    copies: torch.Tensor  # for each non-constant channel, the position of its map in `distinct`
+    varying: torch.Tensor  # indices of the non-constant channels
+
+    @property
+    def forward_passes(self) -> int:
+        return int(self.distinct.numel()) + (1 if self.constant.numel() else 0)
+
+
+def plan_passes(activations: torch.Tensor, size: tuple[int, int]) -> PassPlan:
+    """Group channels so that no two forward passes see the same masked input."""
+    is_constant = _constant_channels(activations, size)
+    varying = (~is_constant).nonzero().flatten()
+    flat = activations[varying].flatten(1)
+    if varying.numel():
+        _, copies = torch.unique(flat, dim=0, return_inverse=True)
+        first = torch.full((int(copies.max()) + 1,), varying.numel(), dtype=torch.long, device=flat.device)
+        first.scatter_reduce_(0, copies, torch.arange(varying.numel(), device=flat.device), reduce="amin")
+        distinct = varying[first]
+    else:
+        copies = distinct = varying
+    return PassPlan(is_constant.nonzero().flatten(), distinct, copies, varying)
+
+
 class ScoreCAMMethod(SaliencyMethod):
     name, title = "scorecam", "Score-CAM"
 
-    def __init__(self, target_layer: str | None = None, batch_size: int | None = None, reference: bool = False) -> None:
+    def __init__(
+        self,
+        target_layer: str | None = None,
+        batch_size: int | None = None,
+        reference: bool = False,
+        autocast: bool = False,
+    ) -> None:
         self.target_layer = target_layer
         self.batch_size = batch_size
         self.reference = reference
+        self.autocast = autocast
 
     def describe(self) -> dict[str, Any]:
-        return {"target_layer": self.target_layer, "batch_size": self.batch_size, "implementation": self._impl()}
+        return {
+            "target_layer": self.target_layer,
+            "batch_size": self.batch_size,
+            "implementation": self._impl(),
+            "autocast": self.autocast,
+        }
 
     def _impl(self) -> str:
         return "grad-cam" if self.reference else "xai-lens exact fast path"
@@ -49,27 +94,45 @@ class ScoreCAMMethod(SaliencyMethod):
         batch = subject.tensor
         with model.lock:
             activations, logits = activations_and_logits(model.module, layer, batch)
-        scores = self._channel_scores(subject, activations[0], batch)
+        plan = plan_passes(activations[0], tuple(batch.shape[-2:]))
+        scores = self._channel_scores(subject, activations[0], batch, plan)
         weights = torch.softmax(scores.float(), dim=-1).cpu().numpy()
         saliency = weighted_cam_map(weights, activations[0].cpu().numpy(), subject.crop.shape[:2])
-        return saliency, {"logits": logits[0].cpu().numpy()}
+        extras = {
+            "logits": logits[0].cpu().numpy(),
+            "channels": int(activations.size(1)),
+            "constant_channels": int(plan.constant.numel()),
+            "duplicate_channels": int(plan.varying.numel() - plan.distinct.numel()),
+            "forward_passes": 1 + plan.forward_passes,
+        }
+        return saliency, extras
 
     @torch.inference_mode()
-    def _channel_scores(self, subject: Subject, activations: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    def _channel_scores(
+        self, subject: Subject, activations: torch.Tensor, batch: torch.Tensor, plan: PassPlan
+    ) -> torch.Tensor:
         size = tuple(batch.shape[-2:])
         module, target = subject.model.module, subject.target
-        is_constant = _constant_channels(activations, size)
         scores = torch.empty(activations.size(0), device=activations.device)
-        constant = is_constant.nonzero().flatten()
-        varying = (~is_constant).nonzero().flatten()
-        if constant.numel():
-            scores[constant] = module(torch.zeros_like(batch))[0, target]
+        if plan.constant.numel():
+            scores[plan.constant] = self._scores(module, torch.zeros_like(batch), target)[0]
+        distinct_scores = torch.empty(plan.distinct.numel(), device=activations.device)
         step = self.batch_size or default_batch_size(batch.device)
-        for start in range(0, varying.numel(), step):
-            channels = varying[start : start + step]
+        for start in range(0, plan.distinct.numel(), step):
+            channels = plan.distinct[start : start + step]
             masked = batch * _masks_for(activations[channels], size)[:, None]
-            scores[channels] = module(masked)[:, target]
+            distinct_scores[start : start + channels.numel()] = self._scores(module, masked, target)
+        if plan.varying.numel():
+            scores[plan.varying] = distinct_scores[plan.copies]
         return scores
+
+    def _scores(self, module: torch.nn.Module, inputs: torch.Tensor, target: int) -> torch.Tensor:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        if not self.autocast:
+            return module(inputs)[:, target].float()
+        dtype = torch.float16 if inputs.device.type == "cuda" else torch.bfloat16
+        with torch.autocast(inputs.device.type, dtype=dtype):
+            return module(inputs)[:, target].float()
 
     def _reference(self, subject: Subject) -> np.ndarray:
         model = subject.model
