@@ -162,7 +162,7 @@ def iter_explain(
         for name in names
     ]
     explanation = prepare(image, model, target, image_name, mask_rule)
-    subject = Subject(model, explanation.crop, explanation.target.index)
+    subject = Subject(model, explanation.crop, explanation.target.index, cancel)
     methods_by_name = dict(prepared)
     for name in by_cost(names):
         if cancel is not None:

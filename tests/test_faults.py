@@ -147,3 +147,82 @@ def test_missing_checkpoint_is_one_error_line_from_the_command_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: Checkpoint")
     assert "does not exist" in result.stderr
+
+
+# --- the methods themselves: out of memory mid-run, and a request stopped mid-loop ---------------------------
+
+
+def _oom_above(limit, real):
+    """Wrap a batched call so batches larger than `limit` fail as CUDA's out-of-memory would."""
+    import torch
+
+    calls = []
+
+    def wrapped(self, module, inputs, *rest):
+        calls.append(len(inputs))
+        if len(inputs) > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, module, inputs, *rest)
+
+    return wrapped, calls
+
+
+def test_scorecam_out_of_memory_retries_smaller_and_gives_the_same_map(planted, monkeypatch):
+    from planted import patch_image
+
+    from explainers.methods import Subject
+    from explainers.methods.scorecam import ScoreCAMMethod
+
+    image, _ = patch_image(50, 50)
+    subject = Subject(planted, image, 1)
+    expected = ScoreCAMMethod(target_layer="layer4", batch_size=4).explain(subject).map
+    wrapped, calls = _oom_above(2, ScoreCAMMethod._scores)
+    monkeypatch.setattr(ScoreCAMMethod, "_scores", wrapped)
+    again = ScoreCAMMethod(target_layer="layer4", batch_size=4).explain(subject).map
+    assert calls == [4, 2, 2, 2, 2]  # 8 distinct channels: the batch of 4 failed, then four batches of 2
+    np.testing.assert_array_equal(again, expected)
+
+
+def test_lime_out_of_memory_retries_smaller_and_gives_the_same_explanation(resnet18_random, photo_crop, monkeypatch):
+    import torch
+
+    from explainers.methods import Subject, create_method
+    from explainers.methods import lime as lime_module
+
+    params = {"num_samples": 48, "random_seed": 5}
+    subject = Subject(resnet18_random, photo_crop, 3)
+    expected = create_method("lime", lime_params=params).explain(subject)
+    real = lime_module.classifier_for
+    sizes = []
+
+    def fragile(model, batch_size=None):
+        classify = real(model, batch_size)
+
+        def run(images):
+            sizes.append(len(images))
+            if len(images) > 8:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+            return classify(images)
+
+        return run
+
+    monkeypatch.setattr(lime_module, "classifier_for", fragile)
+    again = create_method("lime", lime_params=params).explain(subject)
+    assert max(sizes) > 8 and sizes[-1] <= 8
+    assert again.extras["weights"] == pytest.approx(expected.extras["weights"], rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("name", ["scorecam", "lime"])
+def test_a_stopped_request_ends_inside_the_method(planted, name):
+    from planted import patch_image
+
+    from explainers.cancel import CancelledError, CancelToken
+    from explainers.methods import Subject, create_method
+
+    image, _ = patch_image(50, 50)
+    token = CancelToken()
+    token.cancel()
+    subject = Subject(planted, image, 1, token)
+    with pytest.raises(CancelledError):
+        create_method(name, target_layer="layer3", lime_params={"num_samples": 64}).explain(subject)
+    assert not any(m._forward_hooks for m in planted.module.modules())

@@ -23,6 +23,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from explainers.methods.base import SaliencyMethod, Subject
 from explainers.methods.cam_common import activations_and_logits, default_batch_size, weighted_cam_map
 from explainers.methods.fx_tail import Tail, TailUnavailableError, split_after
+from explainers.oom import run_with_backoff
 
 # grad-cam's AblationLayer: zero when the layer's minimum is 0, else (min - 1e7), re-read after
 # each row it writes, so row j of a batch gets min0 - (j + 1) * 1e7.
@@ -90,7 +91,7 @@ class AblationCAMMethod(SaliencyMethod):
                     extras["path"] = f"whole network per ablated batch ({why})"
                 values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
                 drops = float(logits[0, subject.target]) - self._ablated_scores(
-                    run_ablated, activations[0], values, subject.target
+                    run_ablated, activations[0], values, subject.target, subject.checkpoint
                 )
         original = float(logits[0, subject.target])
         weights = (drops / original).astype(np.float32)
@@ -125,19 +126,25 @@ class AblationCAMMethod(SaliencyMethod):
         activations: torch.Tensor,
         values: np.ndarray,
         target: int,
+        checkpoint: Callable[[], None] | None = None,
     ) -> np.ndarray:
         """For each channel, the target score with that channel set to its ablation value."""
         channels = activations.size(0)
-        step = self.batch_size or default_batch_size(activations.device)
         fill = torch.as_tensor(values, dtype=activations.dtype, device=activations.device)
-        scores = []
-        for start in range(0, channels, step):
-            count = min(step, channels - start)
-            ablated = activations.unsqueeze(0).repeat(count, 1, 1, 1)
-            rows = torch.arange(count, device=activations.device)
-            ablated[rows, rows + start] = fill[start : start + count, None, None]
-            scores.append(run_ablated(ablated)[:, target].double())
-        return torch.cat(scores).cpu().numpy()
+
+        def score_all(step: int) -> np.ndarray:  # restartable: run_with_backoff may call it again, smaller
+            scores = []
+            for start in range(0, channels, step):
+                if checkpoint is not None:
+                    checkpoint()
+                count = min(step, channels - start)
+                ablated = activations.unsqueeze(0).repeat(count, 1, 1, 1)
+                rows = torch.arange(count, device=activations.device)
+                ablated[rows, rows + start] = fill[start : start + count, None, None]
+                scores.append(run_ablated(ablated)[:, target].double())
+            return torch.cat(scores).cpu().numpy()
+
+        return run_with_backoff(score_all, self.batch_size or default_batch_size(activations.device))
 
     def _reference(self, subject: Subject) -> np.ndarray:
         model = subject.model

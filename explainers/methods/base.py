@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from explainers.cancel import CancelToken
 from explainers.errors import XaiLensError
 from explainers.models import LoadedModel
 
@@ -21,6 +22,12 @@ class Subject:
     model: LoadedModel
     crop: np.ndarray  # uint8 HxWx3, exactly what the model sees
     target: int
+    cancel: CancelToken | None = None  # the request's token: long loops check it between batches
+
+    def checkpoint(self) -> None:
+        """Raise CancelledError if this request was stopped or ran past its deadline."""
+        if self.cancel is not None:
+            self.cancel.check()
 
     @property
     def tensor(self) -> torch.Tensor:

@@ -20,6 +20,7 @@ from lime.lime_image import ImageExplanation, LimeImageExplainer
 from explainers.methods.base import SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size
 from explainers.models import LoadedModel
+from explainers.oom import run_with_backoff
 
 DEFAULT_EXPLAINER_SEED = 0
 ProgressCallback = Callable[[int, int], None]
@@ -153,15 +154,27 @@ class LimeMethod(SaliencyMethod):
         probabilities = classifier(subject.crop[None])[0]
         kwargs = self.call_kwargs(probabilities, subject.target)
         if self.reference:
-            explainer = LimeImageExplainer(random_state=self.explainer_seed)
-        else:
-            explainer = BatchedLimeExplainer(
-                random_state=self.explainer_seed,
-                chunk_size=self.model_batch_size or default_batch_size(model.device),
-                progress=self._progress_callback(kwargs.get("num_samples", 1000)),
-                device=model.device if model.device.type != "cpu" else None,
+            explanation = LimeImageExplainer(random_state=self.explainer_seed).explain_instance(
+                subject.crop, classifier, **kwargs
             )
-        explanation = explainer.explain_instance(subject.crop, classifier, **kwargs)
+        else:
+            progress = self._progress_callback(kwargs.get("num_samples", 1000))
+
+            def report(done: int, total: int) -> None:
+                subject.checkpoint()  # a stopped request ends after the current batch
+                if progress is not None:
+                    progress(done, total)
+
+            def explain(chunk_size: int) -> Any:  # a fresh, identically seeded explainer per attempt
+                explainer = BatchedLimeExplainer(
+                    random_state=self.explainer_seed,
+                    chunk_size=chunk_size,
+                    progress=report,
+                    device=model.device if model.device.type != "cpu" else None,
+                )
+                return explainer.explain_instance(subject.crop, classifier_for(model, chunk_size), **kwargs)
+
+            explanation = run_with_backoff(explain, self.model_batch_size or default_batch_size(model.device))
         extras = {
             "segments": explanation.segments,
             "weights": dict(explanation.local_exp[subject.target]),

@@ -22,6 +22,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from explainers.methods.base import SaliencyMethod, Subject
 from explainers.methods.cam_common import activations_and_logits, default_batch_size, weighted_cam_map
+from explainers.oom import run_with_backoff
 
 
 def _masks_for(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -116,12 +117,17 @@ class ScoreCAMMethod(SaliencyMethod):
         scores = torch.empty(activations.size(0), device=activations.device)
         if plan.constant.numel():
             scores[plan.constant] = self._scores(module, torch.zeros_like(batch), target)[0]
-        distinct_scores = torch.empty(plan.distinct.numel(), device=activations.device)
-        step = self.batch_size or default_batch_size(batch.device)
-        for start in range(0, plan.distinct.numel(), step):
-            channels = plan.distinct[start : start + step]
-            masked = batch * _masks_for(activations[channels], size)[:, None]
-            distinct_scores[start : start + channels.numel()] = self._scores(module, masked, target)
+
+        def score_all(step: int) -> torch.Tensor:  # restartable: run_with_backoff may call it again, smaller
+            distinct_scores = torch.empty(plan.distinct.numel(), device=activations.device)
+            for start in range(0, plan.distinct.numel(), step):
+                subject.checkpoint()
+                channels = plan.distinct[start : start + step]
+                masked = batch * _masks_for(activations[channels], size)[:, None]
+                distinct_scores[start : start + channels.numel()] = self._scores(module, masked, target)
+            return distinct_scores
+
+        distinct_scores = run_with_backoff(score_all, self.batch_size or default_batch_size(batch.device))
         if plan.varying.numel():
             scores[plan.varying] = distinct_scores[plan.copies]
         return scores
