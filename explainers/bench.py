@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -21,33 +20,20 @@ import torch
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 from tqdm.auto import tqdm
 
+from explainers.errors import XaiLensError
 from explainers.images import load_image
 from explainers.methods import Subject, create_method
 from explainers.methods.cam_common import default_batch_size
 from explainers.models import LoadedModel, load_model
 
 METHODS = ("gradcam", "ablationcam", "scorecam", "lime")
-EXAMPLES_ENV = "XAI_LENS_EXAMPLES_DIR"
 
 
 def preset_images(folder: str | None) -> list[Path]:
-    """The preset images: examples.presets' order when it is importable, else *.JPEG in the folder."""
-    folder = folder or os.environ.get(EXAMPLES_ENV)
-    if not folder:
-        raise SystemExit(f"Give --examples-dir or set {EXAMPLES_ENV} to the folder holding the preset images.")
-    directory = Path(folder)
-    try:
-        from examples.presets import PRESETS
+    """The ten presets in manifest order, checksum-verified (from --examples-dir, the env, or the cache)."""
+    from examples.presets import ensure_presets
 
-        ordered = [directory / preset.filename for preset in PRESETS]
-        if all(path.is_file() for path in ordered):
-            return ordered
-    except Exception:  # another engineer's module: any failure just means "use the folder"
-        pass
-    found = sorted(directory.glob("*.JPEG"))
-    if not found:
-        raise SystemExit(f"No *.JPEG images in {directory}.")
-    return found
+    return [path for _, path in ensure_presets(folder, progress=False)]
 
 
 @torch.inference_mode()
@@ -194,14 +180,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lime-samples", type=int, default=1000)
     parser.add_argument("--skip-reference", action="store_true", help="time only our methods")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
-    parser.add_argument("--examples-dir", default=None, help=f"folder of the preset images (or ${EXAMPLES_ENV})")
+    parser.add_argument("--examples-dir", default=None, help="folder of the preset images (or $XAI_LENS_EXAMPLES_DIR)")
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    images = preset_images(args.examples_dir)[: args.images]
+    try:
+        images = preset_images(args.examples_dir)[: args.images]
+    except XaiLensError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.reference_images = len(images) if args.reference_images is None else args.reference_images
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
