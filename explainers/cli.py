@@ -108,7 +108,6 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from examples.presets import ensure_presets
-
     from explainers.models import load_model
     from explainers.params import default_lime_params
     from explainers.report import answer_simple_vs_complex, build_report
