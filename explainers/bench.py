@@ -24,6 +24,7 @@ from explainers.errors import XaiLensError
 from explainers.images import load_image
 from explainers.methods import Subject, create_method
 from explainers.methods.cam_common import default_batch_size
+from explainers.methods.scorecam import ScoreCAMMethod
 from explainers.models import LoadedModel, load_model
 
 METHODS = ("gradcam", "ablationcam", "scorecam", "lime")
@@ -102,6 +103,12 @@ def bench_model(
         if name == "scorecam":
             row["forward_passes"] = ours.extras["forward_passes"]
             row["per_pass_vs_floor"] = ours_s / ours.extras["forward_passes"] / floor
+            if args.autocast:  # the opt-in mixed precision: its time, and its error against our float32 map
+                started = time.perf_counter()
+                mixed = ScoreCAMMethod(autocast=True).explain(subject)
+                _sync(model.device)
+                row["autocast_s"] = time.perf_counter() - started
+                row["autocast_max_abs_diff"] = float(np.abs(mixed.map - ours.map).max())
         if name == "lime":
             row["segmentation_s"] = segmentation_seconds(crop)
             row["lime_budget_s"] = args.lime_samples * floor + row["segmentation_s"]
@@ -138,6 +145,8 @@ def markdown(rows: Sequence[dict], reference_images: int, skipped: bool) -> str:
             notes.append(f"{row['forward_passes']} passes, {row['per_pass_vs_floor']:.2f}x floor/pass")
         if "vs_budget" in row:
             notes.append(f"{row['vs_budget']:.2f}x (samples x floor + segmentation {row['segmentation_s']:.2f} s)")
+        if "autocast_s" in row:
+            notes.append(f"autocast {row['autocast_s']:.3f} s, max abs diff {row['autocast_max_abs_diff']:.2g}")
         if row.get("path"):
             notes.append(row["path"])
         lines.append(
@@ -178,6 +187,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=None, help="how many preset images (default: all)")
     parser.add_argument("--reference-images", type=int, default=None, help="time the reference on the first K only")
     parser.add_argument("--lime-samples", type=int, default=1000)
+    parser.add_argument(
+        "--autocast", action="store_true", help="also time Score-CAM in mixed precision and state its map error"
+    )
     parser.add_argument("--skip-reference", action="store_true", help="time only our methods")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     parser.add_argument("--examples-dir", default=None, help="folder of the preset images (or $XAI_LENS_EXAMPLES_DIR)")
