@@ -8,7 +8,7 @@ import torch
 from lime.lime_image import LimeImageExplainer
 from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from reference import grad_cam_map
 
 from explainers.methods import Subject, create_method
 from explainers.methods.ablationcam import AblationCAMMethod, ablation_values
@@ -18,21 +18,9 @@ from explainers.methods.scorecam import ScoreCAMMethod
 TARGET = 207
 
 
-def _reference(cam_class, module, layer_path, tensor, target, **attributes):
-    from explainers.models import resolve_layer
-
-    cam = cam_class(model=module, target_layers=[resolve_layer(module, layer_path)])
-    for key, value in attributes.items():
-        setattr(cam, key, value)
-    try:
-        return cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target)])[0]
-    finally:
-        cam.activations_and_grads.release()
-
-
 def test_gradcam_equals_grad_cam(resnet18_random, reference_module, photo_crop):
     ours = create_method("gradcam").explain(Subject(resnet18_random, photo_crop, TARGET)).map
-    theirs = _reference(GradCAM, reference_module, "layer4[-1]", resnet18_random.to_tensor(photo_crop), TARGET)
+    theirs = grad_cam_map(GradCAM, reference_module, "layer4[-1]", resnet18_random.to_tensor(photo_crop), TARGET)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
@@ -40,7 +28,7 @@ def test_ablationcam_closed_form_equals_grad_cam(resnet18_random, reference_modu
     method = AblationCAMMethod()
     saliency = method.explain(Subject(resnet18_random, photo_crop, TARGET))
     assert saliency.extras["closed_form"]
-    theirs = _reference(AblationCAM, reference_module, "layer4[-1]", resnet18_random.to_tensor(photo_crop), TARGET)
+    theirs = grad_cam_map(AblationCAM, reference_module, "layer4[-1]", resnet18_random.to_tensor(photo_crop), TARGET)
     assert np.abs(saliency.map - theirs).max() <= 1e-4
 
 
@@ -52,7 +40,7 @@ def test_ablationcam_generic_path_equals_grad_cam(planted, layer):
     ours = AblationCAMMethod(target_layer=layer, batch_size=3)
     saliency = ours.explain(Subject(planted, image, 1))
     assert saliency.extras["closed_form"] == (layer == "layer4")
-    theirs = _reference(AblationCAM, planted.module, layer, planted.to_tensor(image), 1)
+    theirs = grad_cam_map(AblationCAM, planted.module, layer, planted.to_tensor(image), 1)
     assert np.abs(saliency.map - theirs).max() <= 1e-4
 
 
@@ -75,7 +63,7 @@ def test_ablation_values_match_grad_cams_ablation_layer(minimum):
 
 def test_scorecam_fast_path_equals_grad_cam(resnet18_random, reference_module, photo_crop):
     ours = ScoreCAMMethod(batch_size=64).explain(Subject(resnet18_random, photo_crop, TARGET)).map
-    theirs = _reference(ScoreCAM, reference_module, "layer4[-1]", resnet18_random.to_tensor(photo_crop), TARGET)
+    theirs = grad_cam_map(ScoreCAM, reference_module, "layer4[-1]", resnet18_random.to_tensor(photo_crop), TARGET)
     assert np.abs(ours - theirs).max() <= 1e-4
 
 
@@ -86,7 +74,7 @@ def test_scorecam_shares_one_pass_between_constant_channels(planted):
     image, _ = patch_image(0, 0)
     image[:] = 128
     ours = ScoreCAMMethod(target_layer="layer3").explain(Subject(planted, image, 1)).map
-    theirs = _reference(ScoreCAM, planted.module, "layer3", planted.to_tensor(image), 1)
+    theirs = grad_cam_map(ScoreCAM, planted.module, "layer3", planted.to_tensor(image), 1)
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 

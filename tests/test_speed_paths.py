@@ -12,7 +12,7 @@ import pytest
 import torch
 from lime.lime_image import LimeImageExplainer
 from pytorch_grad_cam import AblationCAM, ScoreCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from reference import grad_cam_map
 from torch import nn
 
 from explainers.methods import Subject, create_method
@@ -20,19 +20,9 @@ from explainers.methods.ablationcam import AblationCAMMethod
 from explainers.methods.fx_tail import TailUnavailableError, split_after
 from explainers.methods.lime import BatchedLimeExplainer, classifier_for
 from explainers.methods.scorecam import ScoreCAMMethod, plan_passes
-from explainers.models import LoadedModel, resolve_layer
+from explainers.models import LoadedModel
 
 TARGET = 207
-
-
-def _grad_cam(cam_class, module, layer_path, tensor, target, **attributes):
-    cam = cam_class(model=module, target_layers=[resolve_layer(module, layer_path)])
-    for key, value in attributes.items():
-        setattr(cam, key, value)
-    try:
-        return cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target)])[0]
-    finally:
-        cam.activations_and_grads.release()
 
 
 def _no_hooks(module: nn.Module) -> bool:
@@ -51,7 +41,7 @@ def test_fx_tail_ablationcam_equals_grad_cam_mid_network(resnet18_random, refere
     assert not saliency.extras["closed_form"]
     assert "torch.fx split" in saliency.extras["path"]
     tensor = resnet18_random.to_tensor(small_crop)
-    theirs = _grad_cam(AblationCAM, reference_module, layer, tensor, TARGET)
+    theirs = grad_cam_map(AblationCAM, reference_module, layer, tensor, TARGET)
     assert np.abs(saliency.map - theirs).max() <= 1e-4
     assert _no_hooks(resnet18_random.module)
 
@@ -94,7 +84,7 @@ def test_untraceable_model_falls_back_to_hooks_and_says_so(planted):
         split_after(module, layer, model.to_tensor(image))
     saliency = AblationCAMMethod(target_layer="layer3", batch_size=3).explain(Subject(model, image, 1))
     assert saliency.extras["path"].startswith("whole network per ablated batch (torch.fx could not trace")
-    theirs = _grad_cam(AblationCAM, module, "layer3", model.to_tensor(image), 1)
+    theirs = grad_cam_map(AblationCAM, module, "layer3", model.to_tensor(image), 1)
     assert np.abs(saliency.map - theirs).max() <= 1e-4
     assert _no_hooks(module)
 
@@ -107,7 +97,7 @@ def test_scorecam_runs_duplicate_channels_once_and_equals_grad_cam(planted):
     saliency = ScoreCAMMethod(target_layer="layer3").explain(Subject(planted, image, 1))
     assert saliency.extras["duplicate_channels"] == 3
     assert saliency.extras["forward_passes"] == 2  # the activations, then one masked input
-    theirs = _grad_cam(ScoreCAM, planted.module, "layer3", planted.to_tensor(image), 1)
+    theirs = grad_cam_map(ScoreCAM, planted.module, "layer3", planted.to_tensor(image), 1)
     np.testing.assert_allclose(saliency.map, theirs, atol=1e-5)
 
 
@@ -127,7 +117,7 @@ def test_scorecam_with_duplicates_equals_grad_cam_on_resnet(resnet18_random, ref
     """Random ResNet18 at layer4[-1]: dead channels share a pass, and the map still equals grad-cam's."""
     saliency = ScoreCAMMethod(batch_size=128).explain(Subject(resnet18_random, small_crop, TARGET))
     assert saliency.extras["forward_passes"] <= 1 + 512
-    theirs = _grad_cam(
+    theirs = grad_cam_map(
         ScoreCAM, reference_module, "layer4[-1]", resnet18_random.to_tensor(small_crop), TARGET, batch_size=128
     )
     assert np.abs(saliency.map - theirs).max() <= 1e-4

@@ -1,0 +1,18 @@
+"""Calling the reference library exactly as its users do: one grad-cam map, hooks released afterwards."""
+
+from __future__ import annotations
+
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from explainers.models import resolve_layer
+
+
+def grad_cam_map(cam_class, module, layer_path, tensor, target, **attributes):
+    """grad-cam's map for `target` at `layer_path`; `attributes` are set on the CAM object (e.g. batch_size)."""
+    cam = cam_class(model=module, target_layers=[resolve_layer(module, layer_path)])
+    for key, value in attributes.items():
+        setattr(cam, key, value)
+    try:
+        return cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target)])[0]
+    finally:
+        cam.activations_and_grads.release()
