@@ -195,8 +195,8 @@ def test_lime_out_of_memory_retries_smaller_and_gives_the_same_explanation(resne
     real = lime_module.classifier_for
     sizes = []
 
-    def fragile(model, batch_size=None):
-        classify = real(model, batch_size)
+    def fragile(model, batch_size=None, plain=False):
+        classify = real(model, batch_size, plain)
 
         def run(images):
             sizes.append(len(images))

@@ -15,6 +15,7 @@ from pytorch_grad_cam import AblationCAM, ScoreCAM
 from reference import grad_cam_map
 from torch import nn
 
+from explainers.inference import fold_for_inference
 from explainers.methods import Subject, create_method
 from explainers.methods.ablationcam import AblationCAMMethod
 from explainers.methods.fx_tail import TailUnavailableError, split_after
@@ -130,7 +131,8 @@ def test_lime_tensor_path_equals_lime(resnet18_random, small_crop):
     ours = BatchedLimeExplainer(random_state=2, chunk_size=16, device=torch.device("cpu"))
     theirs = LimeImageExplainer(random_state=2)
     mine = ours.explain_instance(small_crop, classifier, **params)
-    reference = theirs.explain_instance(small_crop, classifier_for(resnet18_random, batch_size=10), **params)
+    plain = classifier_for(resnet18_random, batch_size=10, plain=True)  # the classifier a lime user writes
+    reference = theirs.explain_instance(small_crop, plain, **params)
     np.testing.assert_array_equal(mine.segments, reference.segments)
     expected = dict(reference.local_exp[TARGET])
     for feature, weight in mine.local_exp[TARGET]:
@@ -141,5 +143,27 @@ def test_no_hooks_left_after_every_fast_path(resnet18_random, small_crop):
     subject = Subject(resnet18_random, small_crop, TARGET)
     for layer in (None, "layer4[0]"):
         AblationCAMMethod(target_layer=layer).explain(subject)
+    ScoreCAMMethod(target_layer="layer4[0]").explain(subject)
+    create_method("gradcam").explain(subject)
     create_method("lime", lime_params={"num_samples": 20}).explain(subject)
     assert _no_hooks(resnet18_random.module)
+    assert _no_hooks(resnet18_random.inference_module)
+
+
+def test_inference_copy_folds_batchnorm_and_gives_the_same_logits(resnet18_random, small_crop):
+    """The heavy methods' copy has no BatchNorm left, equal outputs, and leaves the hookable original alone."""
+    folded, original = resnet18_random.inference_module, resnet18_random.module
+    assert folded is not original
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in original.modules()) == 20
+    batch = resnet18_random.to_tensor(np.stack([small_crop, small_crop[::-1]]))
+    with torch.inference_mode():
+        expected = original(batch)
+        torch.testing.assert_close(folded(batch.contiguous(memory_format=torch.channels_last)), expected)
+
+
+def test_folding_leaves_untraceable_and_training_models_as_they_are(planted):
+    untraceable = _Untraceable(copy.deepcopy(planted.module)).eval()
+    assert fold_for_inference(untraceable) is untraceable
+    training = copy.deepcopy(planted.module).train()
+    assert fold_for_inference(training) is training

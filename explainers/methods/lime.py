@@ -27,20 +27,26 @@ ProgressCallback = Callable[[int, int], None]
 ImageBatch = np.ndarray | torch.Tensor
 
 
-def classifier_for(model: LoadedModel, batch_size: int | None = None) -> Callable[[ImageBatch], np.ndarray]:
+def classifier_for(
+    model: LoadedModel, batch_size: int | None = None, plain: bool = False
+) -> Callable[[ImageBatch], np.ndarray]:
     """lime's classifier_fn: NxHxWx3 crops (uint8 or [0,1] float) -> NxC probabilities, in device-sized chunks.
 
-    Also takes a torch tensor already on the device (BatchedLimeExplainer's GPU path); inputs go
-    in channels-last layout, which makes the convolutions faster on both CPU and GPU.
+    Also takes a torch tensor already on the device (BatchedLimeExplainer's GPU path). Inputs go
+    in channels-last layout through the BatchNorm-folded copy of the model (explainers.inference),
+    which makes each pass faster on both CPU and GPU; `plain=True` gives the classifier a lime user
+    would write (the model as loaded, default layout), for the reference runs.
     """
     step = batch_size or default_batch_size(model.device)
+    module = model.module if plain else model.inference_module
+    layout = torch.contiguous_format if plain else torch.channels_last
 
     @torch.inference_mode()
     def classify(images: ImageBatch) -> np.ndarray:
         chunks = []
         for start in range(0, len(images), step):
-            batch = model.to_tensor(images[start : start + step]).contiguous(memory_format=torch.channels_last)
-            chunks.append(torch.softmax(model.module(batch), dim=1).float())
+            batch = model.to_tensor(images[start : start + step]).contiguous(memory_format=layout)
+            chunks.append(torch.softmax(module(batch), dim=1).float())
         return torch.cat(chunks).cpu().numpy()
 
     classify.accepts_tensors = True  # type: ignore[attr-defined]
@@ -150,7 +156,7 @@ class LimeMethod(SaliencyMethod):
 
     def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
         model = subject.model
-        classifier = classifier_for(model, self.model_batch_size)
+        classifier = classifier_for(model, self.model_batch_size, plain=self.reference)
         probabilities = classifier(subject.crop[None])[0]
         kwargs = self.call_kwargs(probabilities, subject.target)
         if self.reference:

@@ -4,8 +4,9 @@ The fast path gives grad-cam's map (float32) with fewer and cheaper forward pass
 every channel whose upsampled activation is constant masks the input to all zeros, so those
 channels share one pass; channels with identical activations make identical masks, so each
 distinct one runs once; masked inputs are built batch by batch (grad-cam holds ~1.15 GiB of
-them at once for a ResNet50), in channels-last layout (faster convolutions on CPU and GPU), and
-scores stay on the device until the end. Mixed precision is an opt-in (`autocast=True`): it
+them at once for a ResNet50), in channels-last layout, through the BatchNorm-folded copy of the
+model (explainers.inference; together ~1.4x faster per pass on CPU), and scores stay on the device
+until the end. Mixed precision is an opt-in (`autocast=True`): it
 changes the scores slightly, and the benchmark reports the map's difference.
 """
 
@@ -31,6 +32,15 @@ def _masks_for(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     flat = upsampled.view(upsampled.size(0), -1)
     maxs, mins = flat.max(dim=1).values, flat.min(dim=1).values
     return (upsampled - mins[:, None, None]) / (maxs - mins + 1e-8)[:, None, None]
+
+
+def _masked_inputs(image_hwc: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Image (H, W, 3) times masks (k, H, W) -> (k, 3, H, W) laid out channels-last, in one write.
+
+    Multiplying in HWC order and permuting the view gives the channels-last layout the
+    convolutions want without the extra copy that `.contiguous(memory_format=...)` would make.
+    """
+    return (masks[..., None] * image_hwc).permute(0, 3, 1, 2)
 
 
 @dataclass
@@ -113,8 +123,9 @@ class ScoreCAMMethod(SaliencyMethod):
         self, subject: Subject, activations: torch.Tensor, batch: torch.Tensor, plan: PassPlan
     ) -> torch.Tensor:
         size = tuple(batch.shape[-2:])
-        module, target = subject.model.module, subject.target
+        module, target = subject.model.inference_module, subject.target
         scores = torch.empty(activations.size(0), device=activations.device)
+        image_hwc = batch[0].permute(1, 2, 0).contiguous()
         if plan.constant.numel():
             scores[plan.constant] = self._scores(module, torch.zeros_like(batch), target)[0]
 
@@ -123,7 +134,7 @@ class ScoreCAMMethod(SaliencyMethod):
             for start in range(0, plan.distinct.numel(), step):
                 subject.checkpoint()
                 channels = plan.distinct[start : start + step]
-                masked = batch * _masks_for(activations[channels], size)[:, None]
+                masked = _masked_inputs(image_hwc, _masks_for(activations[channels], size))
                 distinct_scores[start : start + channels.numel()] = self._scores(module, masked, target)
             return distinct_scores
 
