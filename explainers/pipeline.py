@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from explainers import agreement, render
 from explainers.cancel import CancelToken
 from explainers.errors import XaiLensError
 from explainers.images import ImageSource, load_image
 from explainers.masks import DEFAULT_RULE, masks_for, parse_rule
-from explainers.methods import METHODS, Saliency, Subject, by_cost, create_method, parse_methods
+from explainers.methods import METHODS, Saliency, SaliencyMethod, Subject, by_cost, create_method, parse_methods
 from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel, weights_label
 from explainers.provenance import library_versions
 
@@ -106,6 +107,11 @@ def predict(model: LoadedModel, crop: np.ndarray) -> np.ndarray:
     return model.probabilities(model.to_tensor(crop))[0].float().cpu().numpy()
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from one image's logits, by the same torch op as predict()."""
+    return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32))[None], dim=1)[0].numpy()
+
+
 def top_predictions(model: LoadedModel, probabilities: np.ndarray, k: int = 5) -> list[Prediction]:
     order = np.argsort(probabilities)[::-1][:k]
     return [Prediction(int(i), model.categories[i], float(probabilities[i])) for i in order]
@@ -117,16 +123,35 @@ def prepare(
     target: int | str | None = None,
     image_name: str | None = None,
     mask_rule: str = DEFAULT_RULE,
+    classify_with: SaliencyMethod | None = None,
+    cancel: CancelToken | None = None,
 ) -> Explanation:
-    """Decode, crop and classify: an Explanation with no methods run yet."""
+    """Decode, crop and classify: an Explanation ready for the methods.
+
+    With `classify_with`, a method that shares_prediction (Grad-CAM), that method runs here and its
+    forward pass is the classification: the Explanation comes back with its map in, and the model
+    ran once instead of twice.
+    """
     parse_rule(mask_rule)
     crop = model.crop(load_image(image))
-    probabilities = predict(model, crop)
+    index = None if target is None else model.class_index(target)
+    first = None
+    if classify_with is not None and classify_with.shares_prediction:
+        subject = Subject(model, crop, index, cancel)
+        subject.checkpoint()  # a request already stopped or past its deadline runs nothing
+        first = classify_with.explain(subject)
+        probabilities = softmax(first.extras["logits"])
+        index = first.extras["target"]
+    else:
+        probabilities = predict(model, crop)
     top5 = top_predictions(model, probabilities)
-    index = top5[0].index if target is None else model.class_index(target)
+    index = top5[0].index if index is None else index
     chosen = Prediction(index, model.categories[index], float(probabilities[index]))
     name = image_name or (Path(image).name if isinstance(image, (str, Path)) else "image")
-    return Explanation(name, model, crop, chosen, top5, str(mask_rule))
+    explanation = Explanation(name, model, crop, chosen, top5, str(mask_rule))
+    if first is not None:
+        explanation.saliency[first.method] = first
+    return explanation
 
 
 def iter_explain(
@@ -161,13 +186,16 @@ def iter_explain(
         )
         for name in names
     ]
-    explanation = prepare(image, model, target, image_name, mask_rule)
-    subject = Subject(model, explanation.crop, explanation.target.index, cancel)
     methods_by_name = dict(prepared)
-    for name in by_cost(names):
-        if cancel is not None:
-            cancel.check()
-        explanation.saliency[name] = methods_by_name[name].explain(subject)
+    order = by_cost(names)
+    first = methods_by_name[order[0]]  # the cheapest; Grad-CAM's forward pass doubles as the prediction
+    explanation = prepare(image, model, target, image_name, mask_rule, classify_with=first, cancel=cancel)
+    subject = Subject(model, explanation.crop, explanation.target.index, cancel)
+    for name in order:
+        if name not in explanation.saliency:
+            if cancel is not None:
+                cancel.check()
+            explanation.saliency[name] = methods_by_name[name].explain(subject)
         explanation.latest = name
         ordered = {n: explanation.saliency[n] for n in names if n in explanation.saliency}
         explanation.saliency = ordered

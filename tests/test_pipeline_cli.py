@@ -14,7 +14,8 @@ from planted import patch_image
 
 from explainers.agreement import iou
 from explainers.errors import XaiLensError
-from explainers.pipeline import explain_image, iter_explain
+from explainers.methods import Subject, create_method
+from explainers.pipeline import explain_image, iter_explain, predict
 
 
 def explain_cli(image, out, *options):
@@ -36,6 +37,27 @@ def test_pipeline_streams_cheapest_first_and_agrees_with_planted_truth(planted):
     assert min(final.iou.values()) > 0.7  # all three find the same patch
     assert all(iou(mask, truth) >= 0.5 for mask in final.masks.values())  # and it is the planted one
     assert final.target.label == "red patch" and final.top5[0].index == 1
+
+
+@pytest.mark.parametrize("target", [None, 3])
+def test_grad_cams_forward_pass_is_the_prediction(resnet18_random, tmp_path, target):
+    """With Grad-CAM first, the model runs once for the class and the map; the answer equals a separate pass."""
+    path = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 260, 3), dtype=np.uint8)).save(path)
+    calls = []
+    handle = resnet18_random.module.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        explanation = explain_image(path, resnet18_random, "gradcam", target=target)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    probabilities = predict(resnet18_random, explanation.crop)
+    expected = int(np.argmax(probabilities)) if target is None else target
+    assert explanation.target.index == expected
+    assert explanation.target.probability == pytest.approx(float(probabilities[expected]), rel=1e-5)
+    assert [p.index for p in explanation.top5] == list(np.argsort(probabilities)[::-1][:5])
+    alone = create_method("gradcam").explain(Subject(resnet18_random, explanation.crop, expected))
+    np.testing.assert_array_equal(explanation.saliency["gradcam"].map, alone.map)
 
 
 def test_lime_top_rule_without_lime_is_refused_before_work(planted):

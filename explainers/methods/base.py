@@ -21,7 +21,7 @@ class Subject:
 
     model: LoadedModel
     crop: np.ndarray  # uint8 HxWx3, exactly what the model sees
-    target: int
+    target: int | None  # None only for methods that read the class from their own pass (shares_prediction)
     cancel: CancelToken | None = None  # the request's token: long loops check it between batches
 
     def checkpoint(self) -> None:
@@ -52,6 +52,9 @@ class SaliencyMethod(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     family: ClassVar[str] = "cam"
+    # True where compute() accepts target=None, explains the top class of its own forward pass and
+    # returns that pass's "logits" and "target": the pipeline then classifies with it (no extra pass).
+    shares_prediction: ClassVar[bool] = False
 
     @abstractmethod
     def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 Each is one forward and one backward pass. The shared model's parameters are frozen, so the
 input is made to require grad instead; the activation gradients, and so the maps, are the same.
+The forward pass also serves as the prediction: given no target, grad-cam explains the top class
+of that pass, and the pipeline reads the class probabilities from its logits.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class GradientCAMMethod(SaliencyMethod):
     """A grad-cam class run once at the target layer, hooks released when it returns."""
 
     cam_class: ClassVar[type[BaseCAM]]
+    shares_prediction = True
 
     def __init__(self, target_layer: str | None = None, aug_smooth: bool = False, eigen_smooth: bool = False) -> None:
         self.target_layer = target_layer
@@ -39,14 +42,15 @@ class GradientCAMMethod(SaliencyMethod):
                 with torch.enable_grad():
                     maps = cam(
                         input_tensor=subject.tensor,
-                        targets=[ClassifierOutputTarget(subject.target)],
+                        targets=None if subject.target is None else [ClassifierOutputTarget(subject.target)],
                         aug_smooth=self.aug_smooth,
                         eigen_smooth=self.eigen_smooth,
                     )
                 logits = cam.outputs.detach()[0].cpu().numpy()
             finally:
                 cam.activations_and_grads.release()
-        return maps[0], {"logits": logits}
+        target = int(np.argmax(logits)) if subject.target is None else subject.target  # grad-cam's own choice
+        return maps[0], {"logits": logits, "target": target}
 
 
 class GradCAMMethod(GradientCAMMethod):
