@@ -20,6 +20,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--weights", default="imagenet", help="'imagenet' (published, downloaded once), a checkpoint path, or 'random'"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        default=None,
+        help="on a GPU, let convolutions use TF32: faster, maps differ from float32 by up to ~1e-2 (opt-in)",
+    )
     parser.add_argument("--methods", default=",".join(CORE_METHODS), help=f"comma list of: {', '.join(METHODS)}")
     parser.add_argument("--mask", default=DEFAULT_RULE, help="top:0.10 | thresh:0.5 | otsu | lime-top:5")
     parser.add_argument("--target-layer", default=None, help="CAM layer, e.g. layer4[-1] (default) or layer3")
@@ -138,6 +144,10 @@ def run_params(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "tf32", None):
+        from explainers import precision
+
+        precision.configure(True)
     runners = {"explain": run_explain, "report": run_report, "params": run_params}
     try:
         return runners[args.command](args)

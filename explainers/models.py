@@ -23,6 +23,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from explainers import precision
 from explainers.download import download_file
 from explainers.errors import XaiLensError
 from explainers.inference import fold_for_inference
@@ -324,7 +325,10 @@ def load_model(
     """Load once per process: `weights` is 'imagenet' (published), 'random', or a checkpoint path."""
     if weights not in ("imagenet", "random"):
         weights = str(Path(weights).expanduser().resolve())
-    return _load_cached(name, weights, str(device or default_device()))
+    device = torch.device(device or default_device())
+    if device.type == "cuda":
+        precision.apply()  # exact float32 unless TF32 was asked for (explainers.precision)
+    return _load_cached(name, weights, str(device))
 
 
 def weights_label(weights: str) -> str:

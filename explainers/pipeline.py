@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from explainers import agreement, render
+from explainers import agreement, precision, render
 from explainers.cancel import CancelToken
 from explainers.errors import XaiLensError
 from explainers.images import ImageSource, load_image
@@ -77,6 +77,7 @@ class Explanation:
             "iou": {pair: round(value, 6) for pair, value in self.iou.items()},
             "dice": {pair: round(value, 6) for pair, value in self.dice.items()},
             "mask_rule": self.mask_rule,
+            "precision": precision.describe(self.model.device),
             "params": {name: _jsonable(s.params) for name, s in self.saliency.items()},
             "maps": f"float32 HxW in [0,1] {render.CROP_CAPTION} ({self.crop.shape[1]}x{self.crop.shape[0]})",
             "created": self.created,

@@ -89,6 +89,7 @@ def test_cli_explain_writes_the_contract(tmp_path):
     assert len(summary["top5"]) == 5 and set(summary["timings_s"]) == {"gradcam", "ablationcam", "eigencam"}
     assert set(summary["iou"]) == {"gradcam|ablationcam", "gradcam|eigencam", "ablationcam|eigencam"}
     assert summary["mask_rule"] == "otsu" and summary["params"]["gradcam"]["target_layer"] is None
+    assert summary["precision"] == "float32"
     with open(out / "iou.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["method_a"], r["method_b"]) for r in rows] == [tuple(p.split("|")) for p in summary["iou"]]
