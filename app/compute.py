@@ -38,7 +38,7 @@ def explain_views(
     """Yield a picklable view after each method, cheapest first; past `deadline_s` the work stops."""
     token = CancelToken(deadline_s)  # made here, inside the (possibly forked) worker that does the work
     model = load_model(model_name, weights)
-    order = by_cost(parse_methods(methods))
+    order = by_cost(parse_methods(methods), model.device)
     for explanation in iter_explain(
         image_path,
         model,

@@ -188,10 +188,14 @@ def iter_explain(
         for name in names
     ]
     methods_by_name = dict(prepared)
-    order = by_cost(names)
+    order = by_cost(names, model.device)
     first = methods_by_name[order[0]]  # the cheapest; Grad-CAM's forward pass doubles as the prediction
     explanation = prepare(image, model, target, image_name, mask_rule, classify_with=first, cancel=cancel)
     subject = Subject(model, explanation.crop, explanation.target.index, cancel)
+    if model.device.type != "cpu":  # on a CPU the background work would only compete with the model's threads
+        for name in order:
+            if name not in explanation.saliency:
+                methods_by_name[name].prefetch(subject)
     for name in order:
         if name not in explanation.saliency:
             if cancel is not None:

@@ -16,10 +16,10 @@ from reference import grad_cam_map
 from torch import nn
 
 from explainers.inference import fold_for_inference
-from explainers.methods import Subject, create_method
+from explainers.methods import Subject, by_cost, create_method
 from explainers.methods.ablationcam import AblationCAMMethod
 from explainers.methods.fx_tail import TailUnavailableError, split_after
-from explainers.methods.lime import BatchedLimeExplainer, classifier_for
+from explainers.methods.lime import BatchedLimeExplainer, LimeMethod, classifier_for
 from explainers.methods.scorecam import ScoreCAMMethod, plan_passes
 from explainers.models import LoadedModel
 
@@ -167,3 +167,38 @@ def test_folding_leaves_untraceable_and_training_models_as_they_are(planted):
     assert fold_for_inference(untraceable) is untraceable
     training = copy.deepcopy(planted.module).train()
     assert fold_for_inference(training) is training
+
+
+def test_gpu_order_puts_lime_after_scorecam():
+    """On a GPU LIME's segmentation overlaps Score-CAM, so LIME comes last; on a CPU it comes before."""
+    names = ["lime", "scorecam", "gradcam", "ablationcam"]
+    assert by_cost(names, "cuda") == ["gradcam", "ablationcam", "scorecam", "lime"]
+    assert by_cost(names, "cpu") == by_cost(names) == ["gradcam", "ablationcam", "lime", "scorecam"]
+
+
+@pytest.mark.parametrize("random_seed", [None, 11])
+def test_lime_prefetched_segmentation_gives_lime_s_explanation(resnet18_random, small_crop, random_seed):
+    """Segments made ahead in a thread (the pipeline does this on a GPU) are the ones lime makes itself."""
+    params = {"num_samples": 30, "top_labels": None, "labels": (TARGET,), "random_seed": random_seed}
+    method = LimeMethod(explainer_seed=4, **params)
+    subject = Subject(resnet18_random, small_crop, TARGET)
+    method.prefetch(subject)
+    ours = method.explain(subject)
+    assert ours.extras["segmentation_s"] > 0
+    plain = classifier_for(resnet18_random, batch_size=10, plain=True)
+    theirs = LimeImageExplainer(random_state=4).explain_instance(small_crop, plain, **params)
+    np.testing.assert_array_equal(ours.extras["segments"], theirs.segments)
+    expected = dict(theirs.local_exp[TARGET])
+    for feature, weight in ours.extras["weights"].items():
+        assert weight == pytest.approx(expected[feature], rel=1e-4, abs=1e-6)
+
+
+def test_prefetch_for_another_crop_is_not_used(resnet18_random, small_crop):
+    """A prefetched segmentation belongs to one crop: explaining a different crop segments that one."""
+    method = LimeMethod(num_samples=20, random_seed=1)
+    method.prefetch(Subject(resnet18_random, small_crop, TARGET))
+    flipped = np.ascontiguousarray(small_crop[::-1])
+    saliency = method.explain(Subject(resnet18_random, flipped, TARGET))
+    alone = LimeMethod(num_samples=20, random_seed=1).explain(Subject(resnet18_random, flipped, TARGET))
+    np.testing.assert_array_equal(saliency.extras["segments"], alone.extras["segments"])
+

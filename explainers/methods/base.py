@@ -64,6 +64,12 @@ class SaliencyMethod(ABC):
         """The parameters that made this explanation, JSON-friendly."""
         return {}
 
+    def prefetch(self, subject: Subject) -> None:  # noqa: B027 (an optional hook: most methods have nothing to start)
+        """Start, in the background, work that needs no model, so it overlaps the GPU work of earlier methods.
+
+        The pipeline calls this on a GPU before running any method; explain() then picks the result up.
+        """
+
     def explain(self, subject: Subject) -> Saliency:
         started = time.perf_counter()
         saliency_map, extras = self.compute(subject)
