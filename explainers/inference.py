@@ -16,6 +16,7 @@ import contextlib
 import logging
 
 import torch
+from torch import fx
 from torch.fx.experimental.optimization import fuse
 
 log = logging.getLogger(__name__)
@@ -39,3 +40,23 @@ def fold_for_inference(module: torch.nn.Module) -> torch.nn.Module:
     with contextlib.suppress(RuntimeError):  # a parameter of another rank (a planted test net): default layout
         folded = folded.to(memory_format=torch.channels_last)
     return folded.eval()
+
+
+def features_and_logits(folded: torch.nn.Module, pool: str = "avgpool") -> fx.GraphModule | None:
+    """A view of the folded model that returns (the feature maps entering `pool`, the logits) from one pass.
+
+    For torchvision ResNets these are layer4's output, the CAMs' default layer: Score-CAM and
+    Ablation-CAM read them without a hook, through the faster folded network (on a GPU a batch-1
+    pass is launch-bound, so fewer layers is what counts). Parameters are shared with `folded`;
+    None where the model was not traced or has no such pooling call.
+    """
+    if not isinstance(folded, fx.GraphModule):
+        return None
+    pooling = [node for node in folded.graph.nodes if node.op == "call_module" and node.target == pool]
+    if len(pooling) != 1:
+        return None
+    graph = fx.Graph()
+    copies: dict[fx.Node, fx.Node] = {}
+    logits = graph.graph_copy(folded.graph, copies)
+    graph.output((copies[pooling[0].args[0]], logits))
+    return fx.GraphModule(folded, graph).eval()

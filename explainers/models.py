@@ -26,7 +26,7 @@ from torchvision.transforms import functional as TF
 from explainers import precision
 from explainers.download import download_file
 from explainers.errors import XaiLensError
-from explainers.inference import fold_for_inference
+from explainers.inference import features_and_logits, fold_for_inference
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -128,11 +128,14 @@ class LoadedModel:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     # The same network with BatchNorm folded in, for hook-free passes (Score-CAM's masks, LIME's samples).
     inference_module: torch.nn.Module = field(init=False, repr=False, compare=False)
+    # A view of it returning (layer4's output, logits): the CAMs' default layer read without a hook.
+    features_module: torch.nn.Module | None = field(init=False, repr=False, compare=False)
     _mean: torch.Tensor = field(init=False, repr=False)
     _std: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.inference_module = fold_for_inference(self.module)
+        self.features_module = features_and_logits(self.inference_module)
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 

@@ -200,7 +200,7 @@ def test_lime_out_of_memory_retries_smaller_and_gives_the_same_explanation(resne
 
         def run(images):
             sizes.append(len(images))
-            if len(images) > 8:
+            if len(images) > 4:  # the CPU's default chunk is 8: the first attempt fails
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
             return classify(images)
 
@@ -208,7 +208,7 @@ def test_lime_out_of_memory_retries_smaller_and_gives_the_same_explanation(resne
 
     monkeypatch.setattr(lime_module, "classifier_for", fragile)
     again = create_method("lime", lime_params=params).explain(subject)
-    assert max(sizes) > 8 and sizes[-1] <= 8
+    assert max(sizes) > 4 and sizes[-1] <= 4
     assert again.extras["weights"] == pytest.approx(expected.extras["weights"], rel=1e-5, abs=1e-7)
 
 

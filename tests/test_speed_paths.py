@@ -202,3 +202,22 @@ def test_prefetch_for_another_crop_is_not_used(resnet18_random, small_crop):
     alone = LimeMethod(num_samples=20, random_seed=1).explain(Subject(resnet18_random, flipped, TARGET))
     np.testing.assert_array_equal(saliency.extras["segments"], alone.extras["segments"])
 
+
+def test_features_view_gives_layer4_and_logits_without_hooks(resnet18_random, small_crop):
+    """The hook-free (layer4 output, logits) pass through the folded copy equals a hooked pass on the original."""
+    from explainers.methods.cam_common import activations_and_logits
+
+    batch = resnet18_random.to_tensor(small_crop)
+    features, logits = resnet18_random.features_module(batch.contiguous(memory_format=torch.channels_last))
+    expected_features, expected_logits = activations_and_logits(
+        resnet18_random.module, resnet18_random.layer("layer4[-1]"), batch
+    )
+    torch.testing.assert_close(features, expected_features)
+    torch.testing.assert_close(logits, expected_logits)
+    assert _no_hooks(resnet18_random.module) and _no_hooks(resnet18_random.features_module)
+
+
+def test_features_view_is_absent_where_folding_was_skipped(planted):
+    untraceable = _Untraceable(copy.deepcopy(planted.module)).eval()
+    model = LoadedModel(planted.spec, "planted", untraceable, planted.categories, torch.device("cpu"))
+    assert model.features_module is None  # the methods then hook the original

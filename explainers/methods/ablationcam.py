@@ -21,7 +21,13 @@ from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from explainers.methods.base import SaliencyMethod, Subject
-from explainers.methods.cam_common import activations_and_logits, default_batch_size, weighted_cam_map
+from explainers.methods.cam_common import (
+    activations_and_logits,
+    default_batch_size,
+    layer_activations,
+    pooled_linear_head,
+    weighted_cam_map,
+)
 from explainers.methods.fx_tail import Tail, TailUnavailableError, split_after
 from explainers.oom import run_with_backoff
 
@@ -39,18 +45,6 @@ def ablation_values(activations: torch.Tensor, batch_size: int = REFERENCE_BATCH
         return np.zeros(channels)
     position_in_batch = np.arange(channels) % batch_size
     return minimum - (position_in_batch + 1) * ABLATION_OFFSET
-
-
-def pooled_linear_head(module: torch.nn.Module, layer: torch.nn.Module) -> torch.nn.Linear | None:
-    """The final linear layer if all after `layer` is global average pooling + that layer, else None."""
-    layer4 = getattr(module, "layer4", None)
-    fc = getattr(module, "fc", None)
-    pool = getattr(module, "avgpool", None)
-    if layer4 is None or not isinstance(fc, torch.nn.Linear) or not isinstance(pool, torch.nn.AdaptiveAvgPool2d):
-        return None
-    if pool.output_size not in (1, (1, 1)):
-        return None
-    return fc if layer is layer4 or layer is layer4[-1] else None
 
 
 class AblationCAMMethod(SaliencyMethod):
@@ -75,7 +69,7 @@ class AblationCAMMethod(SaliencyMethod):
         extras: dict[str, Any] = {"closed_form": head is not None}
         with model.lock:
             if head is not None:
-                activations, logits = activations_and_logits(model.module, layer, batch)
+                activations, logits = layer_activations(model, layer, batch)
                 values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
                 drops = self._closed_form_drops(head, activations[0], values, subject.target)
                 extras["path"] = "closed form (one forward pass)"
