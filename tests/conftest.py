@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from planted import planted_model
+from reference import trainable_copy
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +25,7 @@ def resnet18_random():
 @pytest.fixture(scope="session")
 def reference_module(resnet18_random):
     """An independent copy of the same network with trainable parameters, as grad-cam's users hold it."""
-    module = copy.deepcopy(resnet18_random.module)
-    for parameter in module.parameters():
-        parameter.requires_grad_(True)
-    return module.eval()
+    return trainable_copy(resnet18_random.module)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from explainers.models import resolve_layer
@@ -16,3 +19,11 @@ def grad_cam_map(cam_class, module, layer_path, tensor, target, **attributes):
         return cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target)])[0]
     finally:
         cam.activations_and_grads.release()
+
+
+def trainable_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """An independent copy of a network with trainable parameters, as grad-cam's users hold it (ours are frozen)."""
+    module = copy.deepcopy(module)
+    for parameter in module.parameters():
+        parameter.requires_grad_(True)
+    return module.eval()

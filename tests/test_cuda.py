@@ -11,7 +11,7 @@ import pytest
 import torch
 from lime.lime_image import LimeImageExplainer
 from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
-from reference import grad_cam_map
+from reference import grad_cam_map, trainable_copy
 
 from explainers import precision
 from explainers.methods import Subject, create_method
@@ -32,13 +32,7 @@ def cuda_model():
 
 @pytest.fixture(scope="module")
 def cuda_reference(cuda_model):
-    """grad-cam's users hold a model whose parameters train; the shared one is frozen."""
-    import copy
-
-    module = copy.deepcopy(cuda_model.module)
-    for parameter in module.parameters():
-        parameter.requires_grad_(True)
-    return module.eval()
+    return trainable_copy(cuda_model.module)
 
 
 def _no_hooks(module: torch.nn.Module) -> bool:
