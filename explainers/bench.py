@@ -79,9 +79,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _method(name: str, reference: bool, lime_samples: int, **options: Any) -> SaliencyMethod:
-    if name == "scorecam":
-        return ScoreCAMMethod(reference=reference, **options)
+def _method(name: str, reference: bool, lime_samples: int) -> SaliencyMethod:
     params = {"num_samples": lime_samples} if name == "lime" else None
     return create_method(name, lime_params=params, reference=reference)
 
@@ -114,7 +112,9 @@ def paired_times(
     return ours, ours_s, theirs, (theirs_s if with_reference else None)
 
 
-def opt_in_variants(model: LoadedModel, name: str, crop: np.ndarray, target: int, args, exact: Saliency) -> dict:
+def opt_in_variants(
+    model: LoadedModel, name: str, crop: np.ndarray, target: int, args: argparse.Namespace, exact: Saliency
+) -> dict:
     """The opt-in reduced-precision runs of a method: each one's time and its map's distance from float32."""
     variants: dict[str, Callable[[], SaliencyMethod]] = {}
     if name == "scorecam":
@@ -159,7 +159,7 @@ def end_to_end(model: LoadedModel, images: Sequence[Path], methods: Sequence[str
         _sync(model.device)
         return time.perf_counter() - started
 
-    warm_up = run(images[0])
+    warm_up_s = run(images[0])
     per_image = [run(path) for path in tqdm(images, desc=f"{model.name} end to end", unit="image")]
     return {
         "model": model.name,
@@ -167,7 +167,7 @@ def end_to_end(model: LoadedModel, images: Sequence[Path], methods: Sequence[str
         "images": len(images),
         "lime_samples": lime_samples,
         "precision": precision.describe(model.device),
-        "warm_up_s": warm_up,
+        "warm_up_s": warm_up_s,
         "per_image_s": per_image,
         "total_s": float(sum(per_image)),
     }
