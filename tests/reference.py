@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
+import numpy as np
+import pytest
 import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -27,3 +30,14 @@ def trainable_copy(module: torch.nn.Module) -> torch.nn.Module:
     for parameter in module.parameters():
         parameter.requires_grad_(True)
     return module.eval()
+
+
+def assert_same_lime(
+    segments: np.ndarray, weights: Mapping[int, float], reference, target: int, rel: float = 1e-4, tol: float = 1e-6
+) -> None:
+    """Ours agrees with lime's own explanation `reference`: the same segments, features and weights for `target`."""
+    np.testing.assert_array_equal(segments, reference.segments)
+    expected = dict(reference.local_exp[target])
+    assert set(weights) == set(expected)
+    for feature, weight in weights.items():
+        assert weight == pytest.approx(expected[feature], rel=rel, abs=tol)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from lime.lime_image import LimeImageExplainer
 from pytorch_grad_cam import AblationCAM, ScoreCAM
-from reference import grad_cam_map
+from reference import assert_same_lime, grad_cam_map
 from torch import nn
 
 from explainers.inference import fold_for_inference
@@ -133,10 +133,7 @@ def test_lime_tensor_path_equals_lime(resnet18_random, small_crop):
     mine = ours.explain_instance(small_crop, classifier, **params)
     plain = classifier_for(resnet18_random, batch_size=10, plain=True)  # the classifier a lime user writes
     reference = theirs.explain_instance(small_crop, plain, **params)
-    np.testing.assert_array_equal(mine.segments, reference.segments)
-    expected = dict(reference.local_exp[TARGET])
-    for feature, weight in mine.local_exp[TARGET]:
-        assert weight == pytest.approx(expected[feature], rel=1e-4, abs=1e-6)
+    assert_same_lime(mine.segments, dict(mine.local_exp[TARGET]), reference, TARGET)
 
 
 def test_no_hooks_left_after_every_fast_path(resnet18_random, small_crop):
@@ -187,10 +184,7 @@ def test_lime_prefetched_segmentation_gives_lime_s_explanation(resnet18_random, 
     assert ours.extras["segmentation_s"] > 0
     plain = classifier_for(resnet18_random, batch_size=10, plain=True)
     theirs = LimeImageExplainer(random_state=4).explain_instance(small_crop, plain, **params)
-    np.testing.assert_array_equal(ours.extras["segments"], theirs.segments)
-    expected = dict(theirs.local_exp[TARGET])
-    for feature, weight in ours.extras["weights"].items():
-        assert weight == pytest.approx(expected[feature], rel=1e-4, abs=1e-6)
+    assert_same_lime(ours.extras["segments"], ours.extras["weights"], theirs, TARGET)
 
 
 def test_prefetch_for_another_crop_is_not_used(resnet18_random, small_crop):

@@ -24,6 +24,7 @@ from explainers.methods.base import SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size
 from explainers.models import LoadedModel
 from explainers.oom import run_with_backoff
+from explainers.segmentation import NAMED_DEFAULTS
 
 DEFAULT_EXPLAINER_SEED = 0
 ProgressCallback = Callable[[int, int], None]
@@ -35,7 +36,7 @@ _SEGMENTATION_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="li
 
 def lime_default_segmenter(random_seed: int | None) -> SegmentationAlgorithm:
     """The segmentation explain_instance builds when given none: quickshift, kernel 4, max_dist 200, ratio 0.2."""
-    return SegmentationAlgorithm("quickshift", kernel_size=4, max_dist=200, ratio=0.2, random_seed=random_seed)
+    return SegmentationAlgorithm("quickshift", **NAMED_DEFAULTS["quickshift"], random_seed=random_seed)
 
 
 def timed_segments(segmenter: Segmenter, crop: np.ndarray) -> tuple[np.ndarray, float]:
