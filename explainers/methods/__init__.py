@@ -1,59 +1,52 @@
-"""Every saliency method by name, and how to build one from user-facing options."""
+"""Every saliency method by name, and how to build one from user-facing options.
+
+Nothing here names a method: each module of this package is imported once, and each method class
+registers itself where it is defined (see base.SaliencyMethod). The lists below are read from
+that registry, so adding a method is one new file in this folder.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from explainers.errors import XaiLensError
-from explainers.methods.ablationcam import AblationCAMMethod
-from explainers.methods.base import Saliency, SaliencyMethod, Subject
-from explainers.methods.gradient_cams import (
-    EigenCAMMethod,
-    GradCAMMethod,
-    GradCAMPlusPlusMethod,
-    HiResCAMMethod,
-    LayerCAMMethod,
-    XGradCAMMethod,
-)
-from explainers.methods.lime import LimeMethod
-from explainers.methods.scorecam import ScoreCAMMethod
+from explainers.methods.base import REGISTRY, MethodOptions, Saliency, SaliencyMethod, Subject
 
-__all__ = ["CORE_METHODS", "EXTRA_METHODS", "METHODS", "Saliency", "SaliencyMethod", "Subject", "create_method"]
+__all__ = [
+    "CORE_METHODS",
+    "EXTRA_METHODS",
+    "METHODS",
+    "MethodOptions",
+    "Saliency",
+    "SaliencyMethod",
+    "Subject",
+    "by_cost",
+    "create_method",
+    "parse_methods",
+]
 
-METHODS: dict[str, type[SaliencyMethod]] = {
-    cls.name: cls
-    for cls in (
-        GradCAMMethod,
-        ScoreCAMMethod,
-        AblationCAMMethod,
-        LimeMethod,
-        GradCAMPlusPlusMethod,
-        XGradCAMMethod,
-        EigenCAMMethod,
-        LayerCAMMethod,
-        HiResCAMMethod,
-    )
-}
-CORE_METHODS = ("gradcam", "scorecam", "ablationcam", "lime")
-EXTRA_METHODS = ("gradcampp", "xgradcam", "eigencam", "layercam", "hirescam")
-# Cheapest first, so interactive users see the first maps while the heavy ones run.
-_COST_ORDER = (
-    "gradcam",
-    "gradcampp",
-    "xgradcam",
-    "eigencam",
-    "layercam",
-    "hirescam",
-    "ablationcam",
-    "lime",
-    "scorecam",
-)
-# On a GPU, Score-CAM's passes take less time than LIME's segmentation and regression on the CPU,
-# and LIME's segmentation (started ahead by prefetch) overlaps them.
-_GPU_COST_ORDER = (*_COST_ORDER[:-2], "scorecam", "lime")
+_HELPERS = {"base", "cam_common", "fx_tail"}  # modules that define no method
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _HELPERS:
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+# name -> method class, core methods first, each group in menu order. The registry itself, so a
+# method defined later (a plug-in, a test's toy method) appears here too.
+METHODS: dict[str, type[SaliencyMethod]] = REGISTRY
+
+
+def __getattr__(attribute: str) -> tuple[str, ...]:
+    """CORE_METHODS / EXTRA_METHODS: the names offered by default, and the ones a user opts into."""
+    if attribute == "CORE_METHODS":
+        return tuple(name for name, cls in METHODS.items() if cls.core)
+    if attribute == "EXTRA_METHODS":
+        return tuple(name for name, cls in METHODS.items() if not cls.core)
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 def parse_methods(methods: str | Sequence[str]) -> list[str]:
@@ -68,9 +61,9 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
 
 
 def by_cost(names: Sequence[str], device: torch.device | str | None = None) -> list[str]:
-    """The names reordered cheapest first on `device` (the CPU when not given)."""
-    order = _GPU_COST_ORDER if device is not None and torch.device(device).type == "cuda" else _COST_ORDER
-    return sorted(names, key=order.index)
+    """The names reordered cheapest first on `device` (the CPU when not given), so users see maps early."""
+    device_type = "cpu" if device is None else torch.device(device).type
+    return sorted(names, key=lambda name: METHODS[name].rank_on(device_type))
 
 
 def create_method(
@@ -81,10 +74,7 @@ def create_method(
     progress: Callable[[int, int], None] | None = None,
     reference: bool = False,
 ) -> SaliencyMethod:
-    """Build a method: CAMs take the target layer, LIME takes explain_instance keyword arguments."""
+    """Build a method by name; each takes the options it understands (CAMs the layer, LIME its kwargs)."""
     cls = METHODS[parse_methods([name])[0]]
-    if cls is LimeMethod:
-        return LimeMethod(reference=reference, progress=progress, **dict(lime_params or {}))
-    if cls in (ScoreCAMMethod, AblationCAMMethod):
-        return cls(target_layer=target_layer, reference=reference)
-    return cls(target_layer=target_layer)
+    options = MethodOptions(target_layer=target_layer, lime_params=lime_params, progress=progress, reference=reference)
+    return cls.from_options(options)

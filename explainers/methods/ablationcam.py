@@ -13,14 +13,14 @@ and the extras say so. The shared model is never modified.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
 from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from explainers.methods.base import SaliencyMethod, Subject
+from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import (
     activations_and_logits,
     default_batch_size,
@@ -48,12 +48,17 @@ def ablation_values(activations: torch.Tensor, batch_size: int = REFERENCE_BATCH
 
 
 class AblationCAMMethod(SaliencyMethod):
-    name, title = "ablationcam", "Ablation-CAM"
+    name, title, core, menu_rank = "ablationcam", "Ablation-CAM", True, 30
+    cost_rank = 70  # one forward pass at the default layer (closed form), one per channel batch elsewhere
 
     def __init__(self, target_layer: str | None = None, batch_size: int | None = None, reference: bool = False) -> None:
         self.target_layer = target_layer
         self.batch_size = batch_size
         self.reference = reference
+
+    @classmethod
+    def from_options(cls, options: MethodOptions) -> Self:
+        return cls(target_layer=options.target_layer, reference=options.reference)
 
     def describe(self) -> dict[str, Any]:
         impl = "grad-cam" if self.reference else "xai-lens exact fast path"

@@ -1,11 +1,18 @@
-"""One base class for every saliency method, so the pipeline, CLI and app treat them alike."""
+"""One base class for every saliency method, so the pipeline, CLI and app treat them alike.
+
+A method declares what the rest of the project needs to know about it (name, title, cost rank,
+core or extra) as class attributes, and defining the class registers it: adding a method is one
+new file in this package, which `explainers.methods` imports on start.
+"""
 
 from __future__ import annotations
 
+import inspect
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -46,15 +53,69 @@ class Saliency:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MethodOptions:
+    """The user-facing options a method may be built from; each method takes the ones it understands."""
+
+    target_layer: str | None = None  # CAMs: the layer to explain (None: the model's default)
+    lime_params: Mapping[str, Any] | None = None  # LIME: explain_instance keyword arguments
+    progress: Callable[[int, int], None] | None = None  # LIME: (samples done, samples in all)
+    reference: bool = False  # run the reference library's own implementation, not the fast path
+
+
+# name -> class, filled as method classes are defined; kept sorted for menus (core first, then menu_rank).
+REGISTRY: dict[str, type[SaliencyMethod]] = {}
+
+
+def _register(cls: type[SaliencyMethod]) -> None:
+    known = REGISTRY.get(cls.name)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise TypeError(f"Two saliency methods are called '{cls.name}': {known.__qualname__} and {cls.__qualname__}.")
+    REGISTRY[cls.name] = cls
+    ordered = sorted(REGISTRY.values(), key=lambda method: (not method.core, method.menu_rank, method.name))
+    REGISTRY.clear()
+    REGISTRY.update((method.name, method) for method in ordered)
+
+
 class SaliencyMethod(ABC):
-    """A saliency method: `explain(subject)` returns a Saliency on the subject's crop."""
+    """A saliency method: `explain(subject)` returns a Saliency on the subject's crop.
+
+    A concrete subclass that sets `name` registers itself on definition. It declares:
+    name and title (CLI/summary key, and the label people read); cost_rank (its place when the
+    pipeline runs methods cheapest first on a CPU) and gpu_cost_rank where a GPU changes it;
+    core (offered by default) or not (an extra the user opts into); menu_rank (its place in
+    menus and the default method list). Ranks are spaced by ten so a new method fits between.
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]
-    family: ClassVar[str] = "cam"
+    cost_rank: ClassVar[int]
+    gpu_cost_rank: ClassVar[int | None] = None  # None: the same as cost_rank
+    core: ClassVar[bool] = False
+    menu_rank: ClassVar[int] = 1000
     # True where compute() accepts target=None, explains the top class of its own forward pass and
     # returns that pass's "logits" and "target": the pipeline then classifies with it (no extra pass).
     shares_prediction: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and not inspect.isabstract(cls):
+            missing = [attr for attr in ("title", "cost_rank") if not hasattr(cls, attr)]
+            if missing:
+                raise TypeError(f"Saliency method {cls.__qualname__} must declare {' and '.join(missing)}.")
+            _register(cls)
+
+    @classmethod
+    def from_options(cls, options: MethodOptions) -> Self:
+        """Build the method from the user-facing options it understands (by default: none)."""
+        return cls()
+
+    @classmethod
+    def rank_on(cls, device_type: str) -> int:
+        """The cost rank on a device type ("cpu", "cuda"): lower runs earlier."""
+        if device_type == "cuda" and cls.gpu_cost_rank is not None:
+            return cls.gpu_cost_rank
+        return cls.cost_rank
 
     @abstractmethod
     def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:

@@ -8,7 +8,7 @@ of that pass, and the pipeline reads the class probabilities from its logits.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, Layer
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from explainers.methods.base import SaliencyMethod, Subject
+from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 
 
 class GradientCAMMethod(SaliencyMethod):
@@ -29,6 +29,10 @@ class GradientCAMMethod(SaliencyMethod):
         self.target_layer = target_layer
         self.aug_smooth = aug_smooth
         self.eigen_smooth = eigen_smooth
+
+    @classmethod
+    def from_options(cls, options: MethodOptions) -> Self:
+        return cls(target_layer=options.target_layer)
 
     def describe(self) -> dict[str, Any]:
         return {"target_layer": self.target_layer, "aug_smooth": self.aug_smooth, "eigen_smooth": self.eigen_smooth}
@@ -55,23 +59,29 @@ class GradientCAMMethod(SaliencyMethod):
 
 class GradCAMMethod(GradientCAMMethod):
     name, title, cam_class = "gradcam", "Grad-CAM", GradCAM
+    cost_rank, core, menu_rank = 10, True, 10
 
 
 class GradCAMPlusPlusMethod(GradientCAMMethod):
     name, title, cam_class = "gradcampp", "Grad-CAM++", GradCAMPlusPlus
+    cost_rank, menu_rank = 20, 10
 
 
 class XGradCAMMethod(GradientCAMMethod):
     name, title, cam_class = "xgradcam", "XGrad-CAM", XGradCAM
+    cost_rank, menu_rank = 30, 20
 
 
 class EigenCAMMethod(GradientCAMMethod):
     name, title, cam_class = "eigencam", "EigenCAM", EigenCAM
+    cost_rank, menu_rank = 40, 30
 
 
 class LayerCAMMethod(GradientCAMMethod):
     name, title, cam_class = "layercam", "LayerCAM", LayerCAM
+    cost_rank, menu_rank = 50, 40
 
 
 class HiResCAMMethod(GradientCAMMethod):
     name, title, cam_class = "hirescam", "HiResCAM", HiResCAM
+    cost_rank, menu_rank = 60, 50

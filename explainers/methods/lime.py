@@ -13,14 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
 from lime.lime_image import ImageExplanation, LimeImageExplainer
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-from explainers.methods.base import SaliencyMethod, Subject
+from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size
 from explainers.models import LoadedModel
 from explainers.oom import run_with_backoff
@@ -128,7 +128,12 @@ def lime_saliency(explanation: ImageExplanation, target: int) -> np.ndarray:
 class LimeMethod(SaliencyMethod):
     """LIME with every `explain_instance` parameter; same parameters and seed give the same result."""
 
-    name, title, family = "lime", "LIME", "lime"
+    name, title, core, menu_rank = "lime", "LIME", True, 40
+    cost_rank = 80  # segmentation and regression on the CPU; on a GPU after Score-CAM (see ScoreCAMMethod)
+
+    @classmethod
+    def from_options(cls, options: MethodOptions) -> Self:
+        return cls(reference=options.reference, progress=options.progress, **dict(options.lime_params or {}))
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ difference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pytorch_grad_cam import ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from explainers.methods.base import SaliencyMethod, Subject
+from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size, layer_activations, weighted_cam_map
 from explainers.oom import run_with_backoff
 
@@ -75,7 +75,10 @@ def plan_passes(activations: torch.Tensor, size: tuple[int, int]) -> PassPlan:
 
 
 class ScoreCAMMethod(SaliencyMethod):
-    name, title = "scorecam", "Score-CAM"
+    name, title, core, menu_rank = "scorecam", "Score-CAM", True, 20
+    # One masked pass per distinct channel: the heaviest on a CPU. On a GPU it goes before LIME, whose
+    # CPU-bound segmentation (started ahead by prefetch) overlaps its passes.
+    cost_rank, gpu_cost_rank = 90, 75
 
     def __init__(
         self,
@@ -88,6 +91,10 @@ class ScoreCAMMethod(SaliencyMethod):
         self.batch_size = batch_size
         self.reference = reference
         self.autocast = autocast
+
+    @classmethod
+    def from_options(cls, options: MethodOptions) -> Self:
+        return cls(target_layer=options.target_layer, reference=options.reference)
 
     def describe(self) -> dict[str, Any]:
         return {
