@@ -90,7 +90,7 @@ class AblationCAMMethod(SaliencyMethod):
                     extras["path"] = f"whole network per ablated batch ({why})"
                 values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
                 drops = float(logits[0, subject.target]) - self._ablated_scores(
-                    run_ablated, activations[0], values, subject.target, subject.checkpoint
+                    run_ablated, activations[0], values, subject.target, subject.raise_if_cancelled
                 )
         original = float(logits[0, subject.target])
         weights = (drops / original).astype(np.float32)
@@ -125,7 +125,7 @@ class AblationCAMMethod(SaliencyMethod):
         activations: torch.Tensor,
         values: np.ndarray,
         target: int,
-        checkpoint: Callable[[], None] | None = None,
+        raise_if_cancelled: Callable[[], None] | None = None,
     ) -> np.ndarray:
         """For each channel, the target score with that channel set to its ablation value."""
         channels = activations.size(0)
@@ -134,8 +134,8 @@ class AblationCAMMethod(SaliencyMethod):
         def score_all(step: int) -> np.ndarray:  # restartable: run_with_backoff may call it again, smaller
             scores = []
             for start in range(0, channels, step):
-                if checkpoint is not None:
-                    checkpoint()
+                if raise_if_cancelled is not None:
+                    raise_if_cancelled()
                 count = min(step, channels - start)
                 ablated = activations.unsqueeze(0).repeat(count, 1, 1, 1)
                 rows = torch.arange(count, device=activations.device)

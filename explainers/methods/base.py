@@ -31,10 +31,13 @@ class Subject:
     target: int | None  # None only for methods that read the class from their own pass (shares_prediction)
     cancel: CancelToken | None = None  # the request's token: long loops check it between batches
 
-    def checkpoint(self) -> None:
+    def raise_if_cancelled(self) -> None:
         """Raise CancelledError if this request was stopped or ran past its deadline."""
         if self.cancel is not None:
             self.cancel.check()
+
+    # Transitional: pipeline.py still calls the old name; phase B updates it and removes this alias.
+    checkpoint = raise_if_cancelled
 
     @property
     def tensor(self) -> torch.Tensor:

@@ -225,7 +225,7 @@ class LimeMethod(SaliencyMethod):
             progress = self._progress_callback(kwargs.get("num_samples", 1000))
 
             def report(done: int, total: int) -> None:
-                subject.checkpoint()  # a stopped request ends after the current batch
+                subject.raise_if_cancelled()  # a stopped request ends after the current batch
                 if progress is not None:
                     progress(done, total)
 

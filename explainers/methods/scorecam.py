@@ -143,7 +143,7 @@ class ScoreCAMMethod(SaliencyMethod):
         def score_all(step: int) -> torch.Tensor:  # restartable: run_with_backoff may call it again, smaller
             map_scores = torch.empty(maps.size(0), device=activations.device)
             for start in range(0, maps.size(0), step):
-                subject.checkpoint()
+                subject.raise_if_cancelled()
                 masked = _masked_inputs(image_hwc, _masks_for(maps[start : start + step], size))
                 map_scores[start : start + step] = self._scores(module, masked, target)
             return map_scores
