@@ -1,8 +1,10 @@
 """Decode any input image safely into an upright RGB PIL image.
 
 Size is checked from the header before any pixel is decoded, so a decompression bomb or a
-20000x20000 PNG is refused without costing memory. Transparency is composited on white,
-animations give their first frame, EXIF orientation is applied.
+20000x20000 PNG is refused without costing memory. Only a short list of formats is opened, and
+PostScript/EPS/PDF are refused from their first bytes, so Pillow never hands a visitor's file to
+an external program (Ghostscript). Transparency is composited on white, animations give their
+first frame, EXIF orientation is applied.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ MAX_SIDE = 12_000
 # (330 MB, seconds of work) to show the model a few pixels. Real panoramas stay well under this.
 MAX_ASPECT = 50
 
+# The formats Pillow may try, decoded in-process by Pillow's own plugins. Pillow's default is every
+# plugin it has, EPS among them (which runs Ghostscript) and exotic ones nobody photographs in.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG also opens MPO (phone photos)
+READABLE = "a JPEG, PNG, WebP, GIF, BMP or TIFF image"
+# First bytes of files that only an external interpreter can render: PostScript/EPS, DOS EPS, PDF.
+PROGRAM_MAGIC = (b"%!", b"\xc5\xd0\xd3\xc6", b"%PDF")
+
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
 
@@ -35,12 +44,19 @@ def _open(source: ImageSource) -> Image.Image:
         return _from_array(source)
     data, name = read_limited(source, limit_bytes=MAX_FILE_BYTES, kind="Image file", advice="Use a smaller image.")
     if not data:
-        raise XaiLensError(f"{name} is empty (0 bytes); choose a JPEG, PNG, WebP, GIF or BMP image.")
+        raise XaiLensError(f"{name} is empty (0 bytes); choose {READABLE}.")
+    return _open_bytes(data, name)
+
+
+def _open_bytes(data: bytes, name: str) -> Image.Image:
+    """Header only: no pixel is decoded here, and only ALLOWED_FORMATS are tried."""
+    if data[:64].lstrip().startswith(PROGRAM_MAGIC):
+        raise XaiLensError(f"{name} is PostScript or PDF, not an image this tool can read; choose {READABLE}.")
     try:
         # Pillow warns above 89 and refuses above 179 megapixels from the header alone; our own,
         # lower limit is checked next, also before decoding. (No warning filters or global limits
         # are changed here: both are process-wide and the app serves many visitors at once.)
-        return Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(claimed.group(1)) // 1_000_000} megapixels" if claimed else "too many pixels"
@@ -49,9 +65,7 @@ def _open(source: ImageSource) -> Image.Image:
             "Resize it first."
         ) from None
     except UnidentifiedImageError:
-        raise XaiLensError(
-            f"{name} is not an image this tool can read; use a JPEG, PNG, WebP, GIF or BMP file."
-        ) from None
+        raise XaiLensError(f"{name} is not an image this tool can read; use {READABLE}.") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:  # a header that lies
         raise XaiLensError(f"{name} has a broken header ({_first_line(exc)}); try another file.") from None
 
@@ -115,6 +129,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def check_header(source: str | Path | bytes) -> tuple[int, int]:
+    """(width, height) from the header, refusing what load_image would refuse, without decoding a pixel.
+
+    The app calls this on a visitor's upload before anything else touches the file.
+    """
+    image = _open(source)
+    try:
+        _check_size(image)
+        return image.size
+    finally:
+        image.close()
 
 
 def load_image(source: ImageSource) -> Image.Image:

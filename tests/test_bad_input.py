@@ -122,6 +122,17 @@ HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>"
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
 
+def _eps() -> bytes:
+    """A real EPS file (Pillow writes PostScript without Ghostscript; reading it would need Ghostscript)."""
+    return _saved(Image.new("RGB", (8, 8), RED), "EPS")
+
+
+def _dos_eps() -> bytes:
+    """The binary DOS EPS wrapper: its magic, then offsets pointing at the PostScript section."""
+    body = _eps()
+    return b"\xc5\xd0\xd3\xc6" + struct.pack("<IIIIII", 30, len(body), 0, 0, 0, 0) + b"\xff\xff" + body
+
+
 def _pixel(array: np.ndarray, x: int, y: int) -> tuple[int, ...]:
     return tuple(int(v) for v in array[y, x])
 
@@ -190,7 +201,11 @@ CASES = [
     Case("text_as_image", ".png", lambda: b"just some words\n" * 20, error="not an image"),
     Case("html_as_image", ".jpg", lambda: HTML, error="not an image"),
     Case("svg", ".svg", lambda: SVG, error="not an image"),
-    Case("pdf", ".pdf", lambda: PDF, error="not an image"),
+    Case("pdf", ".pdf", lambda: PDF, error="PostScript or PDF, not an image"),
+    Case("eps", ".eps", _eps, error="PostScript or PDF, not an image"),
+    Case("eps_named_png", ".png", _eps, error="PostScript or PDF, not an image"),
+    Case("dos_eps", ".eps", _dos_eps, error="PostScript or PDF, not an image"),
+    Case("ppm_not_on_the_list", ".ppm", lambda: _saved(_photo(), "PPM"), error="not an image this tool can read"),
     Case("animated_gif", ".gif", lambda: _animation("GIF"), _check_first_frame),
     Case("animated_webp", ".webp", lambda: _animation("WEBP"), _check_first_frame),
     Case("greyscale", ".png", lambda: _saved(_photo().convert("L"), "PNG"), _check_grey),
@@ -279,6 +294,38 @@ def test_a_file_over_the_limit_is_refused_without_reading_it(tmp_path, monkeypat
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("the file was read"))
     with pytest.raises(XaiLensError, match=r"MB; the limit is \d+ MB"):
         load_image(path)
+
+
+def test_postscript_never_reaches_pillow_or_ghostscript(monkeypatch):
+    """EPS would make Pillow run Ghostscript on load; it must be refused before Pillow even opens it."""
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: pytest.fail("Ghostscript was called"))
+    monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("Pillow was asked to open PostScript"))
+    for data in (_eps(), _dos_eps(), b"  \n" + _eps()):
+        with pytest.raises(XaiLensError, match="PostScript or PDF"):
+            load_image(data)
+
+
+def test_pillow_tries_only_the_allowed_formats(monkeypatch):
+    """Even a file whose first bytes slip past the magic check is only offered to the listed plugins."""
+    seen = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: seen.append(k.get("formats")) or real_open(*a, **k))
+    load_image(_saved(_photo(), "PNG"))
+    assert seen == [images.ALLOWED_FORMATS] and "EPS" not in images.ALLOWED_FORMATS
+
+
+def test_check_header_reads_the_size_without_decoding(case_dir, monkeypatch):
+    from PIL import ImageFile
+
+    png = _saved(_photo((64, 48)), "PNG")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels were decoded"))
+    assert images.check_header(png) == (64, 48)
+    for name in ("bomb", "over_our_pixels", "eps"):
+        case = next(c for c in CASES if c.name == name)
+        with pytest.raises(XaiLensError, match=case.error):
+            images.check_header(_path(case_dir, case))
 
 
 def test_the_aspect_limit_still_accepts_ordinary_panoramas():
