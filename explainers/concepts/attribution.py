@@ -246,8 +246,8 @@ def _warnings(model: LoadedModel, table: NeuronTable | None) -> list[str]:
     if table is None:
         warnings.append(NO_TABLE_WARNING.format(model=model.name))
         return warnings
-    if table.warning:
-        warnings.append(table.warning)
+    if table.warning:  # a demo table's warning already says RANDOM WEIGHTS: say it once
+        warnings = [w for w in warnings if w not in table.warning] + [table.warning]
     table_weights = table.meta.get("weights", "imagenet")
     if table_weights != model.weights and not (table.is_random and model.is_random):
         warnings.append(
