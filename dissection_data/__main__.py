@@ -1,4 +1,4 @@
-"""Command line: `python -m dissection_data build | demo | bench` (see dissection_data/README.md).
+"""Command line: `python -m dissection_data build | demo | compare | bench` (see dissection_data/README.md).
 
 Errors meant for people print as one line and exit with status 2, never a traceback.
 """
@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="rebuild the offline DEMO tables (random weights, random tiny CLIP)")
     demo.add_argument("--out", type=Path, default=TABLES_DIR, help="written to OUT/demo/<model>/")
 
+    compare = commands.add_parser("compare", help="per layer, how often our labels match CLIP-dissect's published ones")
+    compare.add_argument("ours", type=Path, help="our table folder (with neurons.csv)")
+    compare.add_argument("published", help="a published model name (resnet50-v1, resnet18-places365) or its CSV")
+    compare.add_argument("--json", type=Path, help="also write the comparison here")
+
     bench = commands.add_parser("bench", help="time a full uncached build with random weights and a random CLIP")
     bench.add_argument("--probes", type=int, default=1000, help="number of probe images")
     bench.add_argument("--words", type=int, default=WORD_COUNT, help="wordfreq words (class names are added)")
@@ -106,11 +111,24 @@ def _build(args: argparse.Namespace) -> None:
         tqdm.write(f"published to {url}")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from dissection_data.compare import agreement_json, compare_tables, format_agreement, open_published
+    from dissection_data.tables import read_table
+
+    ours, published = read_table(args.ours), open_published(args.published)
+    results = compare_tables(ours, published)
+    print(format_agreement(results, ours, published))
+    if args.json:
+        args.json.write_text(json.dumps(agreement_json(results, ours, published), indent=2) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
             _build(args)
+        elif args.command == "compare":
+            _compare(args)
         elif args.command == "demo":
             from dissection_data.demo import build_demo
 
