@@ -286,10 +286,10 @@ def attribute_concepts(
     if activation.ndim != 3:
         raise XaiLensError(f"{layer} gives {activation.ndim - 1}-d outputs; concept attribution needs C x H x W maps.")
     fc = _resnet_head(model.module, activation.shape[0]) if exact else getattr(model.module, "fc", None)
-    bias = float(fc.bias[index]) if isinstance(fc, torch.nn.Linear) and fc.bias is not None else 0.0
+    bias = float(fc.bias.detach()[index]) if isinstance(fc, torch.nn.Linear) and fc.bias is not None else 0.0
     logit = float(logits[index])
     if exact:
-        contributions = unit_contributions(activation.mean(dim=(1, 2)), fc.weight[index]).cpu().numpy()
+        contributions = unit_contributions(activation.mean(dim=(1, 2)), fc.weight.detach()[index]).cpu().numpy()
         error = abs(float(contributions.sum()) + bias - logit)
         if error > COMPLETENESS_TOLERANCE * max(1.0, abs(logit)):
             raise XaiLensError(
