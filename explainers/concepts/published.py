@@ -155,7 +155,7 @@ def read_published_csv(path: Path, spec: PublishedTable) -> NeuronTable:
                         top_images=(),
                     )
                 )
-    except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise XaiLensError(f"'{path}' is not a CLIP-dissect results table ({reason[:120]}).") from None
     if not rows:
