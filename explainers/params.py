@@ -6,6 +6,8 @@ Inside the program every entry is kept in a canonical plain-data form (segmentat
 as {'name': ..., **settings}), so entries can be compared, written to JSON and recorded with
 each explanation; `lime_call_kwargs` turns one entry back into what lime wants.
 Files are read with a restricted unpickler (see safe_pickle) and refused by size before reading.
+Every work-scaling setting is held to the caps in explainers.limits, read when validating, so the
+public cap (XAI_LENS_LIME_MAX_SAMPLES) binds every entry point that validates through here.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lime.lime_image import LimeImageExplainer
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 from sklearn.metrics import pairwise_distances
 
+from explainers import limits
 from explainers.errors import XaiLensError
 from explainers.safe_pickle import REGRESSOR_CLASSES, restricted_loads
 from explainers.segmentation import segmentation_from_spec, validate_segmentation_spec
@@ -56,8 +59,9 @@ PRESET_KEYS: tuple[str, ...] = (
     "common_iguana",
     "orange",
 )
-MAX_SAMPLES = 10_000  # each sample is one forward pass: the cap on the work one file can ask for
-MAX_FILE_BYTES = 2**20  # a parameter file is a few kB; anything near this size is not one
+MAX_SAMPLES = limits.LIBRARY_MAX_SAMPLES  # the library's cap; limits.lime_max_samples() is the one in force
+MAX_FILE_BYTES = limits.MAX_PARAM_FILE_BYTES
+LIME_DEFAULT_SAMPLES = 1000  # what explain_instance uses when num_samples is not given
 _SUPPLIED_AT_RUN_TIME = ("image", "classifier_fn")
 KNOWN_PARAMETERS: tuple[str, ...] = (
     "labels",
@@ -116,9 +120,12 @@ def _hide_color(where: str, value: Any) -> Any:
 def _labels(where: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
         raise XaiLensError(f"{where}: labels must be a list of class indices 0..999, got {_shown(value)}")
+    if not 1 <= np.size(value) <= limits.MAX_LABELS:
+        raise XaiLensError(
+            f"{where}: labels must name 1 to {limits.MAX_LABELS} class indices 0..999 (one regression each), "
+            f"got {np.size(value)}"
+        )
     items = list(np.asarray(value).ravel()) if isinstance(value, np.ndarray) else list(value)
-    if not items:
-        raise XaiLensError(f"{where}: labels must name at least one class index 0..999, got an empty list")
     return tuple(_integer(where, "labels", item, 0, 999) for item in items)
 
 
@@ -134,7 +141,7 @@ def _metric_works(name: str) -> bool:
 
 
 def _distance_metric(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or not _metric_works(value):
+    if not isinstance(value, str) or not 0 < len(value) <= 40 or not _metric_works(value):
         choices = ["cosine", "euclidean", "manhattan", "l1", "l2", "cityblock", "hamming", "jaccard", "chebyshev"]
         hint = _closest(value, choices) if isinstance(value, str) else ""
         raise XaiLensError(
@@ -184,7 +191,33 @@ def _model_regressor(where: str, value: Any) -> dict[str, Any] | None:
     except Exception as exc:
         reason = str(exc).splitlines()[0][:100]
         raise XaiLensError(f"{where}: model_regressor {type(regressor).__name__}: {reason}") from None
+    limits.check_regressor_work(where, type(regressor).__name__, settings)
     return {"name": type(regressor).__name__, **settings}
+
+
+def _num_samples(where: str, value: Any) -> int:
+    """num_samples within the cap in force now; the message says when it is this server's cap."""
+    cap = limits.lime_max_samples()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 1 <= value <= cap:
+        raise XaiLensError(
+            f"{where}: num_samples must be an integer from 1 to {cap}{limits.samples_cap_note()}, got {_shown(value)}"
+        )
+    return int(value)
+
+
+def total_samples(params: Mapping[str, Mapping[str, Any]]) -> int:
+    """LIME samples a whole file asks for (an entry without num_samples gets lime's 1000)."""
+    return sum(int(entry.get("num_samples", LIME_DEFAULT_SAMPLES)) for entry in params.values())
+
+
+def check_request_samples(params: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse a run whose entries together ask for more LIME samples than one request may use."""
+    total, cap = total_samples(params), limits.lime_max_request_samples()
+    if total > cap:
+        raise XaiLensError(
+            f"The LIME parameters ask for {total} samples over the {len(params)} presets; one run may use at most "
+            f"{cap} ({limits.REQUEST_SAMPLES_ENV}). Lower num_samples."
+        )
 
 
 def _bool(where: str, name: str, value: Any) -> bool:
@@ -221,13 +254,13 @@ def validate_explain_kwargs(
         elif name == "hide_color":
             result[name] = _hide_color(where, value)
         elif name == "top_labels":
-            result[name] = None if value is None else _integer(where, name, value, 1, 1000)
+            result[name] = None if value is None else _integer(where, name, value, 1, limits.MAX_LABELS)
         elif name == "num_features":
-            result[name] = _integer(where, name, value, 1, 100_000)
+            result[name] = _integer(where, name, value, 1, limits.MAX_NUM_FEATURES)
         elif name == "num_samples":
-            result[name] = _integer(where, name, value, 1, MAX_SAMPLES)
+            result[name] = _num_samples(where, value)
         elif name == "batch_size":
-            result[name] = _integer(where, name, value, 1, 1024)
+            result[name] = _integer(where, name, value, 1, limits.MAX_BATCH_SIZE)
         elif name == "segmentation_fn":
             if not allow_callables and callable(value) and not isinstance(value, SegmentationAlgorithm):
                 raise XaiLensError(
@@ -255,9 +288,11 @@ def validate_lime_params(params: Mapping[str, Any], *, allow_callables: bool = T
     missing = [key for key in PRESET_KEYS if key not in params]
     extra = [key for key in params if key not in PRESET_KEYS]
     if extra:
-        hints = "".join(_closest(str(key), PRESET_KEYS) for key in extra[:1])
+        hints = "".join(_closest(str(key)[:60], PRESET_KEYS) for key in extra[:1])
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+        shown = ", ".join(str(key)[:60] for key in extra[:3]) + more
         raise XaiLensError(
-            f"The LIME parameter file has unknown preset keys: {', '.join(map(str, extra))}{hints}; "
+            f"The LIME parameter file has unknown preset keys: {shown}{hints}; "
             f"it must hold exactly: {', '.join(PRESET_KEYS)}"
         )
     if missing:
@@ -265,9 +300,11 @@ def validate_lime_params(params: Mapping[str, Any], *, allow_callables: bool = T
             f"The LIME parameter file lacks preset keys: {', '.join(missing)}; it must hold exactly: "
             f"{', '.join(PRESET_KEYS)}"
         )
-    return {
+    validated = {
         key: validate_explain_kwargs(params[key], where=key, allow_callables=allow_callables) for key in PRESET_KEYS
     }
+    check_request_samples(validated)
+    return validated
 
 
 def default_lime_params() -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ import numpy as np
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from explainers.errors import XaiLensError
+from explainers.limits import check_segmentation_number
 from explainers.safe_pickle import SEGMENTATION_FUNCTIONS
 
 # What a bare name means. quickshift: lime's own default (about 30-80 superpixels on a 224 crop).
@@ -30,8 +31,6 @@ NAMED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Arguments LIME itself controls (the image and its layout); a file must not change them.
 _FIXED_BY_LIME = {"image", "channel_axis", "return_tree", "mask"}
-# Caps on the arguments whose cost grows without bound; beyond these a single image takes minutes.
-_NUMERIC_CAPS = {"kernel_size": (0.1, 50), "n_segments": (1, 5000), "max_num_iter": (1, 100)}
 
 SegmentationSpec = str | Mapping[str, Any] | SegmentationAlgorithm | Callable[..., Any] | None
 
@@ -41,26 +40,34 @@ def _closest(name: str, choices: list[str]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def _check_value(where: str, name: str, value: Any) -> Any:
-    """Only plain, finite scalars (or short tuples of numbers) belong in a segmentation setting."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        items = [_check_value(where, name, item) for item in list(value)]
-        if len(items) > 3 or any(isinstance(i, (str, bool)) or i is None for i in items):
+def _check_value(where: str, name: str, value: Any, *, inside: bool = False) -> Any:
+    """Only plain, finite scalars (or up to three numbers) belong in a segmentation setting.
+
+    Every number is held to its cap in explainers.limits, whose measured bounds keep one segmentation
+    of the 224x224 crop within about a second.
+    """
+    if isinstance(value, (list, tuple, np.ndarray)) and not inside:
+        items = list(np.ravel(value)) if isinstance(value, np.ndarray) else list(value)
+        if not 1 <= len(items) <= 3:
             raise XaiLensError(f"{where}: {name} must be a number or up to three numbers, got {value!r:.60}")
-        return tuple(items)
+        checked = tuple(_check_value(where, name, item, inside=True) for item in items)
+        if any(isinstance(i, (str, bool)) or i is None for i in checked):
+            raise XaiLensError(f"{where}: {name} must be a number or up to three numbers, got {value!r:.60}")
+        return checked
     if isinstance(value, np.generic):
         value = value.item()
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if len(value) > 40:
+            raise XaiLensError(f"{where}: {name} must be a short setting, got {value!r:.40}...")
         return value
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise XaiLensError(f"{where}: {name} must be a finite number, got {value!r}")
-        if name in _NUMERIC_CAPS:
-            low, high = _NUMERIC_CAPS[name]
-            if not low <= value <= high:
-                raise XaiLensError(f"{where}: {name} must be from {low} to {high}, got {value!r}")
+        check_segmentation_number(where, name, value)
         return value
-    raise XaiLensError(f"{where}: {name} must be a number, text or true/false, got {type(value).__name__}")
+    raise XaiLensError(f"{where}: {name} must be a number, text or true/false, got {type(value).__name__:.40}")
 
 
 def _dry_run(where: str, name: str, kwargs: dict[str, Any]) -> None:

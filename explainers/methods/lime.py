@@ -20,6 +20,8 @@ import torch
 from lime.lime_image import ImageExplanation, LimeImageExplainer
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
+from explainers.errors import XaiLensError
+from explainers.limits import MAX_SUPERPIXELS
 from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size
 from explainers.models import LoadedModel
@@ -37,6 +39,37 @@ _SEGMENTATION_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="li
 def lime_default_segmenter(random_seed: int | None) -> SegmentationAlgorithm:
     """The segmentation explain_instance builds when given none: quickshift, kernel 4, max_dist 200, ratio 0.2."""
     return SegmentationAlgorithm("quickshift", **NAMED_DEFAULTS["quickshift"], random_seed=random_seed)
+
+
+def check_superpixels(segments: np.ndarray) -> None:
+    """Refuse a segmentation with more superpixels than the cap: lime's work grows with their number."""
+    count = len(np.unique(segments))
+    if count > MAX_SUPERPIXELS:
+        raise XaiLensError(
+            f"LIME: the segmentation made {count} superpixels on the 224x224 crop; at most {MAX_SUPERPIXELS} are "
+            "allowed. Ask for larger superpixels (a bigger kernel_size, scale or min_size, or fewer n_segments)."
+        )
+
+
+def guard_regressions(explainer: LimeImageExplainer, raise_if_cancelled: Callable[[], None]) -> None:
+    """Check the request's token before and after each label's regression, and make a failed fit one line.
+
+    lime fits one regression (after its feature selection) per explained label; the caps in
+    explainers.limits bound each fit, and this stops a cancelled or timed-out request between them.
+    """
+    fit_one_label = explainer.base.explain_instance_with_data
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        raise_if_cancelled()
+        try:
+            result = fit_one_label(*args, **kwargs)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            raise XaiLensError(f"LIME: the regression failed ({reason}); try lime's default model_regressor") from None
+        raise_if_cancelled()
+        return result
+
+    explainer.base.explain_instance_with_data = guarded
 
 
 def timed_segments(segmenter: Segmenter, crop: np.ndarray) -> tuple[np.ndarray, float]:
@@ -214,13 +247,18 @@ class LimeMethod(SaliencyMethod):
         kwargs = self.call_kwargs(probabilities, subject.target)
         extras: dict[str, Any] = {}
         if self.reference:
-            explanation = LimeImageExplainer(random_state=self.explainer_seed).explain_instance(
-                subject.crop, classifier, **kwargs
-            )
+            explainer = LimeImageExplainer(random_state=self.explainer_seed)
+            guard_regressions(explainer, subject.raise_if_cancelled)
+            explanation = explainer.explain_instance(subject.crop, classifier, **kwargs)
         else:
             # The same segmentation lime would run, done here (or ahead, by prefetch) so it is timed and
-            # can overlap other work; lime then receives exactly these segments.
+            # can overlap other work; lime then receives exactly these segments. Segmentation itself cannot
+            # be interrupted: its caps (explainers.limits) keep it to about a second, and the token is
+            # checked on both sides of it.
+            subject.raise_if_cancelled()
             segments, extras["segmentation_s"], extras["segmentation_wait_s"] = self._segments(subject)
+            check_superpixels(segments)
+            subject.raise_if_cancelled()
             kwargs["segmentation_fn"] = lambda _image: segments
             progress = self._progress_callback(kwargs.get("num_samples", 1000))
 
@@ -236,6 +274,7 @@ class LimeMethod(SaliencyMethod):
                     progress=report,
                     device=model.device if model.device.type != "cpu" else None,
                 )
+                guard_regressions(explainer, subject.raise_if_cancelled)
                 return explainer.explain_instance(subject.crop, classifier_for(model, chunk_size), **kwargs)
 
             explanation = run_with_backoff(explain, self.model_batch_size or default_batch_size(model.device))
