@@ -67,7 +67,7 @@ class AblationCAMMethod(SaliencyMethod):
     def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
         if self.reference:
             return self._reference(subject), {}
-        model = subject.model
+        model, target = subject.model, subject.required_target()
         layer = model.layer(self.target_layer)
         batch = subject.tensor
         head = pooled_linear_head(model.module, layer)
@@ -76,23 +76,23 @@ class AblationCAMMethod(SaliencyMethod):
             if head is not None:
                 activations, logits = layer_activations(model, layer, batch)
                 values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
-                drops = self._closed_form_drops(head, activations[0], values, subject.target)
+                drops = self._closed_form_drops(head, activations[0], values, target)
                 extras["path"] = "closed form (one forward pass)"
             else:
                 try:
                     tail = split_after(model.module, layer, batch)
                     activations, logits = tail.activations, tail.logits
-                    run_ablated = tail
+                    run_ablated: Tail | Callable[[torch.Tensor], torch.Tensor] = tail
                     extras["path"] = "network after the target layer only (torch.fx split)"
                 except TailUnavailableError as why:
                     activations, logits = activations_and_logits(model.module, layer, batch)
                     run_ablated = self._whole_network(subject, layer)
                     extras["path"] = f"whole network per ablated batch ({why})"
                 values = ablation_values(activations[0], self.batch_size or REFERENCE_BATCH_SIZE)
-                drops = float(logits[0, subject.target]) - self._ablated_scores(
-                    run_ablated, activations[0], values, subject.target, subject.raise_if_cancelled
+                drops = float(logits[0, target]) - self._ablated_scores(
+                    run_ablated, activations[0], values, target, subject.raise_if_cancelled
                 )
-        original = float(logits[0, subject.target])
+        original = float(logits[0, target])
         weights = (drops / original).astype(np.float32)
         saliency = weighted_cam_map(weights, activations[0].cpu().numpy(), subject.crop.shape[:2])
         return saliency, {"logits": logits[0].cpu().numpy(), **extras}

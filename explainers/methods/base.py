@@ -39,6 +39,12 @@ class Subject:
     # Transitional: pipeline.py still calls the old name; phase B updates it and removes this alias.
     checkpoint = raise_if_cancelled
 
+    def required_target(self) -> int:
+        """The class to explain, for methods that need one given (all but the shares_prediction ones)."""
+        if self.target is None:
+            raise ValueError("This method explains a given class: the pipeline classifies first and passes it.")
+        return self.target
+
     @property
     def tensor(self) -> torch.Tensor:
         """The normalised 1x3xHxW input on the model's device."""

@@ -114,7 +114,8 @@ class ScoreCAMMethod(SaliencyMethod):
         batch = subject.tensor
         with model.lock:
             activations, logits = layer_activations(model, layer, batch)
-        plan = plan_passes(activations[0], tuple(batch.shape[-2:]))
+        size = (batch.shape[-2], batch.shape[-1])
+        plan = plan_passes(activations[0], size)
         scores = self._channel_scores(subject, activations[0], batch, plan)
         weights = torch.softmax(scores.float(), dim=-1).cpu().numpy()
         saliency = weighted_cam_map(weights, activations[0].cpu().numpy(), subject.crop.shape[:2])
@@ -131,8 +132,8 @@ class ScoreCAMMethod(SaliencyMethod):
     def _channel_scores(
         self, subject: Subject, activations: torch.Tensor, batch: torch.Tensor, plan: PassPlan
     ) -> torch.Tensor:
-        size = tuple(batch.shape[-2:])
-        module, target = subject.model.inference_module, subject.target
+        size = (batch.shape[-2], batch.shape[-1])
+        module, target = subject.model.inference_module, subject.required_target()
         # One map per pass: each distinct varying channel, then (if any) an all-zero map standing for the
         # constant channels, whose masks are all zeros. It rides in the last batch instead of a pass of its own.
         maps = activations[plan.distinct]
