@@ -48,6 +48,8 @@ class Explanation:
     saliency: dict[str, Saliency] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     latest: str | None = None  # the method that finished last (iter_explain yields after each)
+    # method -> faithfulness/sanity results (explainers.faithfulness.MethodMetrics), filled only when asked for
+    metrics: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -83,6 +85,8 @@ class Explanation:
             "created": self.created,
             "versions": library_versions(_VERSIONED),
         }
+        if self.metrics:
+            summary["metrics"] = {name: result.summary() for name, result in self.metrics.items()}
         if self.model.is_random:
             summary["warning"] = RANDOM_WEIGHTS_WARNING
         return summary
