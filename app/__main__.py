@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import logging
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 import app.gpu  # noqa: F401  (imports `spaces` before torch starts CUDA, as ZeroGPU needs)
+
+log = logging.getLogger("xai_lens.app")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -29,14 +30,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def warm_up(weights: str) -> None:
-    """Load the default model and run Grad-CAM once, so the first visitor's Grad-CAM takes about a second."""
+def prepare_models(weights: str) -> list[str]:
+    """Load models in the main thread before launch; returns the names that loaded.
+
+    On ZeroGPU every served model is loaded and placed on `cuda` here, as its docs prescribe: CUDA is
+    emulated in the main thread only, and spaces packs what sits on `cuda` at launch and copies it into
+    each GPU worker. Elsewhere only the default model loads, and Grad-CAM runs once on it so the first
+    visitor's answer comes in about a second; doing it here rather than in a thread keeps CUDA work off
+    background threads (a background thread would not make the first answer sooner, as that answer needs
+    the model anyway). A model whose weights cannot be had is named in one log line; the app starts
+    without it, and a request for it gets the same one-line reason.
+    """
+    from app.gpu import zero_gpu
     from explainers.errors import XaiLensError
-    from explainers.models import DEFAULT_MODEL, load_model
+    from explainers.models import DEFAULT_MODEL, MODEL_SPECS, load_model
     from explainers.pipeline import explain_image
 
-    with contextlib.suppress(XaiLensError):  # weights not available yet: the first request reports it
-        explain_image(np.full((224, 224, 3), 128, np.uint8), load_model(DEFAULT_MODEL, weights), ["gradcam"])
+    loaded = []
+    for name in MODEL_SPECS if zero_gpu() else [DEFAULT_MODEL]:
+        try:
+            model = load_model(name, weights)
+            if not zero_gpu():
+                explain_image(np.full((224, 224, 3), 128, np.uint8), model, ["gradcam"])
+        except XaiLensError as exc:
+            reason = " ".join(str(exc).split())
+            log.warning("XAI Lens: model %s is unavailable at start: %s", name, reason)
+            continue
+        loaded.append(name)
+    return loaded
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -44,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from app.settings import AppConfig
 
     args = parse_args(argv)
-    threading.Thread(target=warm_up, args=(args.weights,), daemon=True).start()
+    prepare_models(args.weights)
     config = AppConfig(weights=args.weights, examples_dir=args.examples_dir, tables_root=args.tables)
     build_app(config).launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
 

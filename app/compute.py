@@ -1,19 +1,23 @@
 """The heavy work, behind the GPU decorator: plain-data arguments in, plain-data results out.
 
-ZeroGPU runs these in a forked worker, so nothing here takes or returns a live model, a figure
-or a gradio object; the tabs turn the results into components.
+ZeroGPU runs the decorated functions in a forked worker, so nothing crossing takes or returns a
+live model, a figure, a callback or a gradio object: on ZeroGPU the public wrappers drop the tabs'
+progress callbacks (closures do not pickle), and a refusal raised in the worker (XaiLensError)
+travels back as data and is raised again here, so the user reads its one line (spaces itself would
+log a traceback and show only the exception's class name).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app import settings
-from app.gpu import gpu
+from app.gpu import explain_seconds, gpu, presets_seconds, zero_gpu
 from examples.presets import ensure_presets
 from explainers.cancel import CancelToken, cancellable_progress
+from explainers.errors import XaiLensError
 from explainers.exports import zip_folder
 from explainers.methods import by_cost, parse_methods
 from explainers.models import load_model
@@ -22,7 +26,17 @@ from explainers.report import answer_simple_vs_complex, build_report, iou_table_
 from explainers.snapshot import ExplanationView, snapshot
 
 
-@gpu(duration=settings.GPU_SECONDS_EXPLAIN)
+@dataclass(frozen=True)
+class Refusal:
+    """A one-line XaiLensError (or subclass, e.g. CancelledError) from the GPU worker, carried back as a result."""
+
+    error: XaiLensError
+
+    @property
+    def message(self) -> str:
+        return str(self.error)
+
+
 def explain_views(
     image_path: str,
     model_name: str,
@@ -36,25 +50,59 @@ def explain_views(
     deadline_s: float | None = None,
 ) -> Iterator[ExplanationView]:
     """Yield a picklable view after each method, cheapest first; past `deadline_s` the work stops."""
-    token = CancelToken(deadline_s)  # made here, inside the (possibly forked) worker that does the work
-    model = load_model(model_name, weights)
-    order = by_cost(parse_methods(methods), model.device)
-    for explanation in iter_explain(
+    stream = explain_on_gpu(
         image_path,
-        model,
-        methods,
-        target=target,
-        lime_params=lime_params,
-        mask_rule=mask_rule,
+        model_name,
+        weights,
+        _plain(methods),
+        target,
+        dict(lime_params or {}),
+        mask_rule,
         image_name=image_name,
-        lime_progress=cancellable_progress(token, lime_progress),
-        cancel=token,
-    ):
-        done = order.index(explanation.latest) + 1
-        yield snapshot(explanation, pending=order[done:])
+        lime_progress=None if zero_gpu() else lime_progress,
+        deadline_s=deadline_s,
+    )
+    for item in stream:
+        if isinstance(item, Refusal):
+            raise item.error from None
+        yield item
 
 
-@gpu(duration=settings.GPU_SECONDS_PRESETS)
+@gpu(duration=explain_seconds)
+def explain_on_gpu(
+    image_path: str,
+    model_name: str,
+    weights: str,
+    methods: Sequence[str],
+    target: int | None,
+    lime_params: Mapping[str, Any],
+    mask_rule: str,
+    image_name: str | None = None,
+    lime_progress: Callable[[int, int], None] | None = None,
+    deadline_s: float | None = None,
+) -> Iterator[ExplanationView | Refusal]:
+    """explain_views' work, where the GPU is (a ZeroGPU worker, or this process elsewhere)."""
+    try:
+        token = CancelToken(deadline_s)  # made here, inside the (possibly forked) worker that does the work
+        model = load_model(model_name, weights)
+        order = by_cost(parse_methods(methods), model.device)
+        for explanation in iter_explain(
+            image_path,
+            model,
+            methods,
+            target=target,
+            lime_params=lime_params,
+            mask_rule=mask_rule,
+            image_name=image_name,
+            lime_progress=cancellable_progress(token, lime_progress),
+            cancel=token,
+        ):
+            done = order.index(explanation.latest) + 1
+            yield snapshot(explanation, pending=order[done:])
+    except XaiLensError as exc:
+        yield Refusal(exc)
+
+
 def run_presets(
     model_name: str,
     weights: str,
@@ -66,11 +114,41 @@ def run_presets(
     on_image: Callable[[int, int, str], None] | None = None,
 ) -> dict[str, Any]:
     """The ten-preset report into out_dir; returns the table, the answer and the file paths."""
-    model = load_model(model_name, weights)
-    images = ensure_presets(examples_dir, progress=False)
-    out = Path(out_dir)
-    rows = build_report(model, images, out, methods, lime_params, mask_rule, on_image=on_image)
-    zip_path = zip_folder(out, out / "xai_lens_presets.zip")
+    result = presets_on_gpu(
+        model_name,
+        weights,
+        _plain(methods),
+        {key: dict(entry) for key, entry in lime_params.items()},
+        mask_rule,
+        out_dir,
+        examples_dir=examples_dir,
+        on_image=None if zero_gpu() else on_image,
+    )
+    if isinstance(result, Refusal):
+        raise result.error from None
+    return result
+
+
+@gpu(duration=presets_seconds)
+def presets_on_gpu(
+    model_name: str,
+    weights: str,
+    methods: Sequence[str],
+    lime_params: Mapping[str, Mapping[str, Any]],
+    mask_rule: str,
+    out_dir: str,
+    examples_dir: str | None = None,
+    on_image: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any] | Refusal:
+    """run_presets' work, where the GPU is."""
+    try:
+        model = load_model(model_name, weights)
+        images = ensure_presets(examples_dir, progress=False)
+        out = Path(out_dir)
+        rows = build_report(model, images, out, methods, lime_params, mask_rule, on_image=on_image)
+        zip_path = zip_folder(out, out / "xai_lens_presets.zip")
+    except XaiLensError as exc:
+        return Refusal(exc)
     return {
         "table": iou_table_markdown(rows),
         "answer": answer_simple_vs_complex(rows),
@@ -83,3 +161,8 @@ def run_presets(
             "zip": str(zip_path),
         },
     }
+
+
+def _plain(methods: str | Sequence[str]) -> str | list[str]:
+    """Method names as given: a 'gradcam,lime' string stays one (list() would split it into letters)."""
+    return methods if isinstance(methods, str) else list(methods)
