@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,23 +27,30 @@ class LimeForm:
     @staticmethod
     def to_kwargs(*values: Any, where: str = "LIME settings") -> dict[str, Any]:
         """Form values -> validated explain_instance kwargs (XaiLensError with a one-line reason)."""
+        if len(values) != 10:
+            raise XaiLensError(f"{where}: expected the 10 LIME form values, got {len(values)}")
         samples, features, top_labels, hide, batch, seg_name, seg_json, metric, regressor, seed = values
+        seg_text = str(seg_json or "{}")
+        if len(seg_text) > 2000:
+            raise XaiLensError(
+                f"{where}: segmentation settings are {len(seg_text)} characters; a few settings fit in 2000"
+            )
         try:
-            seg_settings = json.loads(seg_json or "{}")
-        except ValueError:
+            seg_settings = json.loads(seg_text)
+        except (ValueError, RecursionError):
             raise XaiLensError(f'{where}: segmentation settings must be JSON, e.g. {{"n_segments": 100}}') from None
         if not isinstance(seg_settings, dict):
             raise XaiLensError(f'{where}: segmentation settings must be a JSON object such as {{"n_segments": 100}}')
         kwargs = {
-            "num_samples": _whole(samples),
-            "num_features": _whole(features),
-            "top_labels": None if not top_labels else _whole(top_labels),
+            "num_samples": _whole(samples, f"{where}: num_samples"),
+            "num_features": _whole(features, f"{where}: num_features"),
+            "top_labels": None if not top_labels else _whole(top_labels, f"{where}: top_labels"),
             "hide_color": _colour(hide, where),
-            "batch_size": _whole(batch),
+            "batch_size": _whole(batch, f"{where}: batch_size"),
             "segmentation_fn": {"name": seg_name, **seg_settings},
             "distance_metric": metric,
             "model_regressor": None if regressor == DEFAULT_REGRESSOR else {"name": regressor},
-            "random_seed": None if seed is None else _whole(seed),
+            "random_seed": None if seed is None else _whole(seed, f"{where}: random_seed"),
         }
         return validate_explain_kwargs(kwargs, where=where)
 
@@ -67,12 +75,19 @@ class LimeForm:
         ]
 
 
-def _whole(value: Any) -> int:
-    return round(float(value))
+def _whole(value: Any, name: str = "a LIME setting") -> int:
+    """A form number as an int; API callers skip the form, so anything not a finite number is one line."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise XaiLensError(f"{name} must be a number, got {str(value)[:30]!r}") from None
+    if not math.isfinite(number):
+        raise XaiLensError(f"{name} must be a finite number, got {value}")
+    return round(number)
 
 
 def _colour(text: Any, where: str) -> Any:
-    raw = str(text).strip().lower()
+    raw = str(text).strip().lower()[:100]
     if raw in ("", "none"):
         return None
     try:
@@ -89,7 +104,7 @@ def lime_form(entry: dict[str, Any]) -> LimeForm:
     with gr.Row():
         samples = gr.Slider(
             10,
-            settings.LIME_MAX_SAMPLES,
+            settings.lime_max_samples(),
             value=values[0],
             step=10,
             label="num_samples",
@@ -100,7 +115,13 @@ def lime_form(entry: dict[str, Any]) -> LimeForm:
         features = gr.Number(
             values[1], label="num_features", precision=0, minimum=1, maximum=settings.LIME_MAX_FEATURES
         )
-        top_labels = gr.Number(values[2], label="top_labels (0 = only the target)", precision=0, minimum=0)
+        top_labels = gr.Number(
+            values[2],
+            label="top_labels (0 = only the target)",
+            precision=0,
+            minimum=0,
+            maximum=settings.LIME_MAX_LABELS,
+        )
         hide = gr.Textbox(values[3], label="hide_color", info="0 = black, none = superpixel mean, or r,g,b")
         seed = gr.Number(values[9], label="random_seed", precision=0, minimum=0)
     with gr.Row():

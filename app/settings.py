@@ -9,14 +9,31 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from explainers.params import MAX_SAMPLES
+from explainers import limits
+from explainers.params import LIME_DEFAULT_SAMPLES  # noqa: F401 (read by the LIME form)
 
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
-# Work-scaling caps: every slider and every API call is bounded by these.
-LIME_MAX_SAMPLES = min(MAX_SAMPLES, int(os.environ.get("XAI_LENS_LIME_MAX_SAMPLES", MAX_SAMPLES)))
-LIME_DEFAULT_SAMPLES = 1000
-LIME_MAX_BATCH = 256
-LIME_MAX_FEATURES = 100_000
+# Work-scaling caps live in explainers.limits, the one place every entry point reads them from; the
+# sliders show them, and the library's validation enforces them on every call however it arrives.
+# The public LIME cap depends on XAI_LENS_LIME_MAX_SAMPLES, so it is read when asked for (the
+# LIME_MAX_SAMPLES attribute below is computed on access), never frozen at import.
+LIME_MAX_BATCH = limits.MAX_BATCH_SIZE
+LIME_MAX_FEATURES = limits.MAX_NUM_FEATURES
+LIME_MAX_LABELS = limits.MAX_LABELS
+
+
+def lime_max_samples() -> int:
+    """num_samples allowed per image now (XAI_LENS_LIME_MAX_SAMPLES read at this call)."""
+    return limits.lime_max_samples()
+
+
+def __getattr__(name: str) -> int:
+    """`settings.LIME_MAX_SAMPLES` reads the cap in force when it is used, not when this module was imported."""
+    if name == "LIME_MAX_SAMPLES":
+        return limits.lime_max_samples()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Public-demo queue: one heavy job at a time, a bounded waiting line, bounded uploads.
 HEAVY_CONCURRENCY_ID = "heavy"
 QUEUE_MAX_SIZE = int(os.environ.get("XAI_LENS_QUEUE_MAX", 16))

@@ -12,9 +12,10 @@ from app.compute import explain_views
 from app.lime_form import LimeForm, lime_form
 from app.settings import AppConfig
 from examples.presets import preset_path
+from explainers import limits
 from explainers.errors import XaiLensError
 from explainers.models import DEFAULT_MODEL, MODEL_SPECS
-from explainers.params import PRESET_KEYS, default_lime_params, load_lime_params, save_lime_params
+from explainers.params import PRESET_KEYS, default_lime_params, load_lime_params, save_lime_params, total_samples
 
 PARAMS_FILENAME = "explain_params.pkl"
 
@@ -24,10 +25,26 @@ def params_json(params: dict) -> str:
 
 
 def parse_params_json(text: str) -> dict:
-    """Editor text -> validated parameters, through the same loader a file goes through."""
-    if not text or not text.strip():
+    """Editor text -> validated parameters, through the same loader (and caps) a file goes through."""
+    if not isinstance(text, str) or not text.strip():
         raise XaiLensError("The parameter editor is empty; press Reset to start from the defaults.")
     return load_lime_params(text.encode("utf-8"))
+
+
+def preset_entry(params: dict, chosen: str) -> dict:
+    """One preset's settings; a name that is not a preset (possible through the API) is one line."""
+    if chosen not in PRESET_KEYS:
+        raise XaiLensError(f"{str(chosen)[:40]!r} is not a preset; choose one of {', '.join(PRESET_KEYS)}.")
+    return params[chosen]
+
+
+def valid_message(params: dict) -> str:
+    """The validator's answer, stating the caps actually in force on this server."""
+    return (
+        f"Valid: all ten presets, every setting within this server's caps (num_samples <= "
+        f"{limits.lime_max_samples()} per image; {total_samples(params)} samples in all, at most "
+        f"{limits.lime_max_request_samples()} per run)."
+    )
 
 
 def build_params_tab(config: AppConfig) -> None:
@@ -65,13 +82,14 @@ def build_params_tab(config: AppConfig) -> None:
 
     def fill_form(chosen: str, text: str):
         try:
-            return LimeForm.from_kwargs(parse_params_json(text)[chosen])
+            return LimeForm.from_kwargs(preset_entry(parse_params_json(text), chosen))
         except XaiLensError as exc:
             raise gr.Error(str(exc)) from None
 
     def apply_entry(chosen: str, text: str, *values):
         try:
             params = parse_params_json(text)
+            preset_entry(params, chosen)
             params[chosen] = LimeForm.to_kwargs(*values, where=chosen)
             return params_json(parse_params_json(params_json(params))), f"Applied to {chosen}."
         except XaiLensError as exc:
@@ -79,10 +97,10 @@ def build_params_tab(config: AppConfig) -> None:
 
     def validate_text(text: str) -> str:
         try:
-            parse_params_json(text)
+            params = parse_params_json(text)
         except XaiLensError as exc:
             return f"Not valid: {exc}"
-        return f"Valid: all ten presets, every setting within bounds (num_samples <= {settings.LIME_MAX_SAMPLES})."
+        return valid_message(params)
 
     def make_file(text: str) -> str:
         try:
@@ -102,11 +120,18 @@ def build_params_tab(config: AppConfig) -> None:
 
     def preview_lime(chosen: str, text: str, model_name: str):
         try:
-            entry = parse_params_json(text)[chosen]
-            if entry.get("num_samples", 1000) > settings.LIME_MAX_SAMPLES:
-                raise XaiLensError(f"num_samples is capped at {settings.LIME_MAX_SAMPLES} here.")
+            entry = preset_entry(parse_params_json(text), chosen)  # validated: the caps in force hold
             path = preset_path(chosen, config.examples_dir)
-            *_, view = explain_views(str(path), model_name, config.weights, ["lime"], None, entry, "top:0.10")
+            *_, view = explain_views(
+                str(path),
+                model_name,
+                config.weights,
+                ["lime"],
+                None,
+                entry,
+                "top:0.10",
+                deadline_s=settings.EXPLAIN_DEADLINE_S,
+            )
         except XaiLensError as exc:
             raise gr.Error(str(exc)) from None
         return view.overlays["lime"], view.superpixels, f"{view.captions['lime']}."

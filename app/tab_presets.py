@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import math
+
 import gradio as gr
 
 from app import settings
 from app.compute import run_presets
 from app.settings import AppConfig
 from app.tab_explain import method_choices
+from explainers import limits
 from explainers.errors import XaiLensError
 from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, EXTRA_METHODS
 from explainers.models import DEFAULT_MODEL, MODEL_SPECS
-from explainers.params import default_lime_params, load_lime_params, validate_lime_params
+from explainers.params import PRESET_KEYS, default_lime_params, load_lime_params, validate_lime_params
 
 
-def lime_params_for_run(param_file: str | None, samples_override: int | None) -> dict:
-    """The uploaded file (restricted loader) or the defaults, with an optional num_samples for every image."""
+def samples_for_every_image(value: object) -> int | None:
+    """The slider's num_samples override: None or 0 keeps the file's; anything else must be a whole number.
+
+    API callers skip the slider, so its bounds are checked again (validation below applies the caps).
+    """
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise XaiLensError(f"LIME num_samples for every image must be a number, got {str(value)[:30]!r}.")
+    if value != int(value):
+        raise XaiLensError(f"LIME num_samples for every image must be a whole number, got {value}.")
+    return int(value)
+
+
+def lime_params_for_run(param_file: str | None, samples_override: object) -> dict:
+    """The uploaded file (restricted loader) or the defaults, with an optional num_samples for every image.
+
+    Everything is validated here, before the GPU is asked for: the caps in force (samples per image,
+    samples per run, segmentation and regressor settings) bound the run whatever the caller sent.
+    """
     params = load_lime_params(param_file) if param_file else default_lime_params()
-    if samples_override:
-        params = {key: {**entry, "num_samples": int(samples_override)} for key, entry in params.items()}
+    samples = samples_for_every_image(samples_override)
+    if samples is not None:
+        params = {key: {**entry, "num_samples": samples} for key, entry in params.items()}
     return validate_lime_params(params)
 
 
@@ -43,7 +65,7 @@ def build_presets_tab(config: AppConfig) -> None:
         param_file = gr.File(label="LIME parameter file (optional; default settings otherwise)", type="filepath")
         samples = gr.Slider(
             0,
-            settings.LIME_MAX_SAMPLES,
+            min(settings.lime_max_samples(), limits.lime_max_request_samples() // len(PRESET_KEYS)),
             value=0,
             step=10,
             label="LIME num_samples for every image (0 = as in the parameters)",

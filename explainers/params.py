@@ -170,7 +170,7 @@ def _model_regressor(where: str, value: Any) -> dict[str, Any] | None:
     names = ", ".join(REGRESSOR_CLASSES)
     if isinstance(value, Mapping):
         name = value.get("name")
-        if name not in REGRESSOR_CLASSES:
+        if not isinstance(name, str) or name not in REGRESSOR_CLASSES:
             raise XaiLensError(
                 f"{where}: model_regressor 'name' must be one of {names}, got {_shown(name)}"
                 f"{_closest(str(name), list(REGRESSOR_CLASSES))}"

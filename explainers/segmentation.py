@@ -103,7 +103,7 @@ def validate_segmentation_spec(spec: SegmentationSpec, *, where: str) -> dict[st
             f"a dict with 'name', or a lime SegmentationAlgorithm, got {type(spec).__name__}"
         )
     name = spec.get("name")
-    if name not in SEGMENTATION_FUNCTIONS:
+    if not isinstance(name, str) or name not in SEGMENTATION_FUNCTIONS:
         raise XaiLensError(
             f"{where}: segmentation 'name' must be one of {', '.join(SEGMENTATION_FUNCTIONS)}, got {name!r:.40}"
             f"{_closest(str(name), list(SEGMENTATION_FUNCTIONS))}"
