@@ -48,7 +48,8 @@ def open_table(source: str | Path | None, model: str, published_dir: Path | None
     else:
         path = Path(source).expanduser()
         if path.is_dir():
-            table = read_table(path, path.name)
+            where, home = path.resolve(), TABLES_DIR.resolve()
+            table = read_table(path, where.relative_to(home).as_posix() if where.is_relative_to(home) else path.name)
         elif path.is_file() and path.suffix.lower() == ".csv":
             table = read_published_csv(path, spec_for_file(path))
         else:
