@@ -67,3 +67,31 @@ def test_spaces_import_is_harmless_here():
     from app.gpu import gpu
 
     assert gpu(10)(lambda x: x + 1)(1) == 2
+
+
+# ZeroGPU's documented support (hub-docs, docs/hub/spaces-zerogpu.md): Python 3.12.12 and 3.10.13; PyTorch
+# "almost all versions from 2.8.0 to latest", listing these. A dedicated GPU Space has no such list.
+ZEROGPU_PYTHONS = ("3.10", "3.12")
+ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
+# torchvision built against each of those torch releases
+TORCHVISION_FOR = {"2.8.0": "0.23.0", "2.9.1": "0.24.1", "2.10.0": "0.25.0", "2.11.0": "0.26.0"}
+
+
+def requirement_pin(name: str) -> str:
+    return re.search(rf"^{name}==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+
+
+def test_hardware_is_chosen_once_and_suggested_alike():
+    """space.yaml's `hardware` is what deploy requests; the front matter suggests the same to forks."""
+    manifest = deploy.load_manifest()
+    assert manifest["front_matter"]["suggested_hardware"] == manifest["hardware"]
+
+
+def test_zerogpu_space_uses_a_documented_python_and_torch():
+    manifest = deploy.load_manifest()
+    if not str(manifest["hardware"]).startswith("zero-"):
+        return  # a dedicated GPU Space runs any Python and torch the Space image offers
+    assert str(front_matter()["python_version"]) in ZEROGPU_PYTHONS
+    torch_pin = requirement_pin("torch")
+    assert torch_pin in ZEROGPU_TORCH
+    assert requirement_pin("torchvision") == TORCHVISION_FOR[torch_pin]
