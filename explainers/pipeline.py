@@ -50,6 +50,7 @@ class Explanation:
     latest: str | None = None  # the method that finished last (iter_explain yields after each)
     # method -> faithfulness/sanity results (explainers.faithfulness.MethodMetrics), filled only when asked for
     metrics: dict[str, Any] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # methods still to run, in run order (set at each yield)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -206,6 +207,7 @@ def iter_explain(
                 cancel.check()
             explanation.saliency[name] = methods_by_name[name].explain(subject)
         explanation.latest = name
+        explanation.pending = [n for n in order if n not in explanation.saliency]
         ordered = {n: explanation.saliency[n] for n in names if n in explanation.saliency}
         explanation.saliency = ordered
         if rule.kind != "lime-top" or "lime" in ordered:  # lime-top masks wait for LIME's area

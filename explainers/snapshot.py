@@ -7,6 +7,7 @@ numbers only, everything a UI needs to show one explanation, ready to pickle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +64,9 @@ class ExplanationView:
         return render.iou_heatmap(self.iou_names, self.iou_values, self.titles)
 
 
-def snapshot(explanation: Explanation, pending: list[str] | tuple[str, ...] = ()) -> ExplanationView:
-    """Freeze the explanation as it stands now; `pending` names the methods still to come."""
+def snapshot(explanation: Explanation, pending: Sequence[str] | None = None) -> ExplanationView:
+    """Freeze the explanation as it stands now; the methods still to come are the pipeline's own
+    `explanation.pending` unless `pending` overrides them."""
     names, values = agreement.matrix(explanation.masks) if explanation.masks else ([], np.zeros((0, 0)))
     superpixels = None
     for saliency in explanation.saliency.values():
@@ -89,6 +91,6 @@ def snapshot(explanation: Explanation, pending: list[str] | tuple[str, ...] = ()
         iou_values=values,
         superpixels=superpixels,
         latest=explanation.latest,
-        pending=list(pending),
+        pending=list(explanation.pending if pending is None else pending),
         summary=explanation.summary(),
     )
