@@ -9,6 +9,8 @@ import gradio as gr
 
 from app import settings
 from app.compute import explain_views
+from app.errors import user_error
+from app.file_inputs import UploadedImage
 from app.lime_form import LimeForm, lime_form
 from app.settings import AppConfig
 from examples.presets import PRESETS, ensure_presets
@@ -38,7 +40,7 @@ def parse_target(choice: str | None) -> int | None:
     if not choice or choice == TOP1:
         return None
     head = str(choice).split(":", 1)[0].strip()
-    if not head.isdigit():
+    if not head.isdigit() or len(head) > 6:
         raise XaiLensError(f"Target class {choice!r:.40} is not in the list; pick one, or top-1.")
     return int(head)
 
@@ -85,15 +87,14 @@ def build_explain_tab(config: AppConfig) -> None:
     default_lime = default_lime_params()[PRESETS[0].key]
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(
-                type="filepath",
+            image = UploadedImage(
                 sources=["upload", "webcam", "clipboard"],
                 label="Image (drop, upload, paste, webcam)",
                 elem_id="input-image",
             )
             if presets:
                 gallery = gr.Gallery(presets, label="Presets: click one", columns=5, height=260, allow_preview=False)
-                gallery.select(_pick_preset(presets), None, image, api_visibility="private")
+                gallery.select(_pick_preset(gallery_copies(gallery)), None, image, api_visibility="private")
             else:
                 gr.Markdown("Preset images are unavailable offline; set XAI_LENS_EXAMPLES_DIR to their folder.")
             model = gr.Dropdown(
@@ -129,16 +130,14 @@ def build_explain_tab(config: AppConfig) -> None:
                 masks = gr.Gallery(label="Masks", columns=4, object_fit="contain", allow_preview=True)
             with gr.Accordion("Summary (what made these maps)", open=False):
                 summary = gr.JSON(label="summary")
-    model.change(
-        lambda name: gr.update(choices=target_choices(name), value=TOP1), model, target, api_visibility="private"
-    )
+    model.change(_switch_model, model, target, api_visibility="private")
 
     def explain(image_path, model_name, target_choice, core, extra, rule, *lime_values, progress=gr.Progress()):  # noqa: B008 (gradio injects it)
         if not image_path:
-            raise gr.Error("Choose an image first: drop one, upload, paste, use the webcam or click a preset.")
+            raise user_error("Choose an image first: drop one, upload, paste, use the webcam or click a preset.")
         chosen = [*(core or []), *(extra or [])]
         if not chosen:
-            raise gr.Error("Tick at least one method.")
+            raise user_error("Tick at least one method.")
         try:
             lime_kwargs = LimeForm.to_kwargs(*lime_values)
             progress(0, desc="classifying")
@@ -162,7 +161,7 @@ def build_explain_tab(config: AppConfig) -> None:
             for view in stream:
                 yield view_outputs(view, model_name)
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
 
     running = run.click(
         explain,
@@ -176,8 +175,29 @@ def build_explain_tab(config: AppConfig) -> None:
     stop.click(None, None, None, cancels=[running], api_visibility="private")
 
 
-def _pick_preset(presets: list[tuple[str, str]]):
+def gallery_copies(gallery: gr.Gallery) -> list[str]:
+    """The copies of the preset files Gradio made in its cache to show the gallery.
+
+    A click hands the image input one of these, not the original: Gradio lets an output name only
+    files in its cache, the working directory or the temp directory, and the preset folder may be
+    anywhere (--examples-dir, XAI_LENS_EXAMPLES_DIR, ~/.cache/xai-lens/presets). The copies are kept
+    for the app's life (keep_in_cache), so nothing beyond the ten images already shown is served.
+    """
+    return [item["image"]["path"] for item in gallery.value or []]
+
+
+def _pick_preset(copies: list[str]):
     def pick(event: gr.SelectData) -> str:
-        return presets[event.index][0]
+        index = event.index
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(copies):
+            raise user_error("Click one of the preset images.")
+        return copies[index]
 
     return pick
+
+
+def _switch_model(name: str):
+    """Model changed: the target list follows (private event; the dropdown admits only listed models)."""
+    if name not in MODEL_SPECS:
+        raise user_error("Choose a model from the list.")
+    return gr.update(choices=target_choices(name), value=TOP1)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from app.errors import user_error
 from app.settings import AppConfig
 from dissection_data import table_views
 from dissection_data.tables import DEMO_WARNING, NeuronTable, load_tables
@@ -13,6 +14,7 @@ from explainers import render
 from explainers.errors import XaiLensError
 
 ALL_LAYERS = "all layers"
+MAX_QUERY = 200  # characters of a concept search; concept names are a few words
 
 
 def no_table_message() -> str:
@@ -79,11 +81,16 @@ def build_neurons_tab(config: AppConfig) -> None:
     thumbs = gr.Gallery(label="Top-activating probe images", columns=5, height=220)
     gr.Markdown(comparison_markdown(tables))
 
+    def table_for(key: str) -> NeuronTable:
+        if key not in by_key:
+            raise user_error(f"Choose a table from the list: {', '.join(by_key)}.")
+        return by_key[key]
+
     def filter_view(key: str, chosen_layer: str, text: str):
-        return filtered(by_key[key], chosen_layer, text)
+        return filtered(table_for(key), chosen_layer, str(text or "")[:MAX_QUERY])
 
     def switch_table(key: str):
-        table = by_key[key]
+        table = table_for(key)
         layers = table.layers
         return (
             _warning(table),
@@ -92,15 +99,22 @@ def build_neurons_tab(config: AppConfig) -> None:
         )
 
     def top_images(key: str, chosen_layer: str, chosen_unit: float):
+        table = table_for(key)
         try:
-            paths = by_key[key].thumbnail_paths(chosen_layer, int(chosen_unit))
+            paths = table.thumbnail_paths(str(chosen_layer), int(chosen_unit))
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
+        except (TypeError, ValueError, OverflowError):  # NaN, infinity, not a number
+            raise user_error("Unit must be a whole number of a neuron in the chosen layer.") from None
         return [(str(path), Path(path).stem) for path in paths]
 
     def pick_row(key: str, records, event: gr.SelectData):
-        row = event.index[0]
-        model_layer, model_unit = records.iloc[row, 1], int(records.iloc[row, 2])
+        """Private event: the row and the table come from the browser, so anything odd is one line."""
+        try:
+            row = int(event.index[0])
+            model_layer, model_unit = str(records.iloc[row, 1]), int(records.iloc[row, 2])
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError, AttributeError):
+            raise user_error("Click a row of the neuron table.") from None
         return model_layer, model_unit, top_images(key, model_layer, model_unit)
 
     filters = [table_key, layer, query]

@@ -51,3 +51,124 @@ def running_app(examples_dir: Path | None, tables_root: Path, work_root: Path):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+# The app as its own process (`python -m app`), for attacks that could crash or bloat a server: the test
+# reads the server's peak memory from /proc and its log, and an audit hook in the server reports any
+# file opened under CANARY_ENV's folder (a file the visitor never uploaded must never be read).
+CANARY_ENV = "XAI_LENS_TEST_CANARY_DIR"
+CANARY_MARK = "CANARY-OPENED"
+SERVER_CODE = f"""
+import os, sys
+canary = os.path.realpath(os.environ["{CANARY_ENV}"])
+def report(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.fsdecode(args[0])
+        if os.path.realpath(path).startswith(canary + os.sep):
+            sys.__stderr__.write("{CANARY_MARK} " + path + "\\n")
+sys.addaudithook(report)
+from app.__main__ import main
+main(sys.argv[1:])
+"""
+
+
+@contextmanager
+def app_process(examples_dir: Path | None, tables_root: Path, log_path: Path, canary_dir: Path):
+    """Yield (base URL, pid) of `python -m app --weights random` on a free local port; stop it afterwards."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    args = ["--weights", "random", "--host", "127.0.0.1", "--port", str(port), "--tables", str(tables_root)]
+    if examples_dir is not None:
+        args += ["--examples-dir", str(examples_dir)]
+    environment = {**os.environ, CANARY_ENV: str(canary_dir), "GRADIO_ANALYTICS_ENABLED": "False"}
+    repo = Path(__file__).resolve().parents[1]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER_CODE, *args], cwd=repo, env=environment, stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the app exited with {server.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(url + "config", timeout=5).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the app did not answer within 240 s") from None
+                time.sleep(1)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM)."""
+    return _proc_status_kb(pid, "VmHWM") * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    return _proc_status_kb(pid, "VmRSS") * 1024
+
+
+def _proc_status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+# Raw Gradio 6 protocol, for requests gradio_client cannot express (bare paths, event data, odd bodies).
+def component_ids(url: str) -> dict[str, int]:
+    """api_name -> fn_index for every event, private ones included (the browser calls them too)."""
+    import json
+    import urllib.request
+
+    config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
+    return {dependency["api_name"]: dependency["id"] for dependency in config["dependencies"]}
+
+
+def queue_call(url: str, fn_index: int, data: list, event_data: dict | None = None, timeout_s: float = 120) -> dict:
+    """Join the queue as the browser does and return the final message ({"success": bool, "output": ...})."""
+    import json
+    import secrets
+    import time
+
+    import httpx
+
+    session = secrets.token_hex(8)
+    body = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": event_data, "trigger_id": None}
+    joined = httpx.post(url + "gradio_api/queue/join", json=body, timeout=60)
+    if joined.status_code != 200:
+        return {"success": False, "status": joined.status_code, "output": {"error": joined.text}}
+    deadline = time.monotonic() + timeout_s
+    with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}, timeout=60) as stream:
+        for line in stream.iter_lines():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fn {fn_index} gave no answer within {timeout_s} s")
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if message.get("msg") == "process_completed":
+                return message
+    raise ConnectionError(f"fn {fn_index}: the stream ended without an answer")
+
+
+def error_of(message: dict) -> str | None:
+    """The refusal text of a final queue message, None when the call succeeded."""
+    if message.get("success"):
+        return None
+    output = message.get("output") or {}
+    return str(output.get("error") or output.get("title") or "Error")
