@@ -33,6 +33,44 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out", type=Path, help="output folder")
 
 
+def _add_metric_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="comma list of: deletion, insertion, road, sanity (opt-in: faithfulness and sanity per method; "
+        "deletion+insertion cost 2*steps-1 model passes a method, road 18, sanity one method re-run per stage)",
+    )
+    parser.add_argument("--steps", default="20", help="deletion/insertion intervals, 1-500 (default 20)")
+    parser.add_argument("--baseline", default="zeros", help="what deleted pixels become: zeros (default) or blur")
+
+
+def _metric_options(args: argparse.Namespace) -> dict | None:
+    """The checked metric options, or None when no metric was asked for; bad values fail here, before any work."""
+    if args.metrics is None:
+        return None
+    from explainers.faithfulness import BASELINES, check_steps, parse_metrics
+
+    metrics = parse_metrics(args.metrics)
+    steps = check_steps(int(args.steps) if args.steps.strip().lstrip("-").isdigit() else args.steps)
+    if args.baseline not in BASELINES:
+        raise XaiLensError(f"unknown baseline '{args.baseline}'; choose from {', '.join(BASELINES)}")
+    return {"metrics": metrics, "steps": steps, "baseline": args.baseline}
+
+
+def _measure(explanation, options: dict, target_layer: str | None, lime_params: dict | None) -> None:
+    """Add the asked-for metrics to a finished explanation, reusing its maps, and say what they cost."""
+    from explainers.faithfulness import measure_explanation
+    from explainers.methods import create_method
+
+    def make_method(name: str):
+        return create_method(name, target_layer=target_layer, lime_params=lime_params)
+
+    results = measure_explanation(explanation, **options, make_method=make_method)
+    for name, result in results.items():
+        values = ", ".join(f"{key}={value:.3f}" for key, value in result.values.items())
+        print(f"  {METHODS[name].title}: {values} ({result.passes} model passes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,11 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target", default=None, help="class index or name (default: the top-1 prediction)")
     explain.add_argument("--lime-key", default=None, help="which entry of --lime-params to use (default: by file name)")
     _add_model_options(explain)
+    _add_metric_options(explain)
 
     report = commands.add_parser("report", help="all ten presets: overlays grid, IoU chart and table")
     report.add_argument("--preset", default="imagenet10", choices=["imagenet10"])
     report.add_argument("--examples-dir", default=None, help="folder holding the preset images (else downloaded)")
     _add_model_options(report)
+    _add_metric_options(report)
 
     params = commands.add_parser("params", help="write or check a LIME parameter file")
     params_commands = params.add_subparsers(dest="params_command", required=True)
@@ -83,6 +123,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from explainers.models import load_model
     from explainers.pipeline import iter_explain, write_iou_csv
 
+    metric_options = _metric_options(args)
     model = load_model(args.model, args.weights, args.device)
     params = _load_lime_params(args.lime_params)
     if model.is_random:
@@ -90,19 +131,28 @@ def run_explain(args: argparse.Namespace) -> int:
     finished = []
     for image in tqdm([Path(p) for p in args.images], desc="images", unit="image", disable=len(args.images) < 2):
         explanation = None
+        lime_entry = _lime_entry(params, image, args.lime_key)
         for explanation in iter_explain(
             image,
             model,
             args.methods,
             target=args.target,
-            lime_params=_lime_entry(params, image, args.lime_key),
+            lime_params=lime_entry,
             mask_rule=args.mask,
             target_layer=args.target_layer,
             image_name=image.name,
         ):
             latest = explanation.saliency[explanation.latest]
             tqdm.write(f"{image.name}: {METHODS[latest.method].title} done in {latest.seconds:.2f} s")
+        if metric_options is not None:
+            print(f"{image.name}: metrics {', '.join(metric_options['metrics'])}")
+            _measure(explanation, metric_options, args.target_layer, lime_entry)
         directory = explanation.save(args.out)
+        if explanation.metrics:
+            from explainers.faithfulness.figures import write_figures
+
+            maps = {name: s.map for name, s in explanation.saliency.items()}
+            write_figures(directory, explanation.metrics, maps, {m: METHODS[m].title for m in maps})
         finished.append(explanation)
         target = explanation.target
         iou = ", ".join(f"{pair}={value:.2f}" for pair, value in explanation.iou.items())
