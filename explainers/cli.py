@@ -166,16 +166,30 @@ def run_report(args: argparse.Namespace) -> int:
     from examples.presets import ensure_presets
     from explainers.models import load_model
     from explainers.params import default_lime_params
-    from explainers.report import answer_simple_vs_complex, build_report
+    from explainers.report import answer_agreement_vs_faithfulness, answer_simple_vs_complex, build_report
 
+    metric_options = _metric_options(args) or {}
+    metrics = metric_options.pop("metrics", None)
     model = load_model(args.model, args.weights, args.device)
     if model.is_random:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     params = _load_lime_params(args.lime_params) or default_lime_params()
     presets = ensure_presets(args.examples_dir)
-    rows = build_report(model, presets, args.out, args.methods.split(","), params, args.mask, args.target_layer)
+    rows = build_report(
+        model,
+        presets,
+        args.out,
+        args.methods.split(","),
+        params,
+        args.mask,
+        args.target_layer,
+        metrics=metrics,
+        metric_options=metric_options,
+    )
     print(f"Report written to {args.out}/report.md")
     print(answer_simple_vs_complex(rows))
+    if metrics:
+        print(answer_agreement_vs_faithfulness(rows))
     return 0
 
 

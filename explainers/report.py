@@ -3,6 +3,7 @@ to the assignment's question (do methods agree more on simple images than on com
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from skimage.feature import canny
 from tqdm.auto import tqdm
 
 from explainers import render
+from explainers.faithfulness import measure_explanation
+from explainers.faithfulness.figures import metrics_bar_chart
 from explainers.masks import DEFAULT_RULE
-from explainers.methods import CORE_METHODS, METHODS
+from explainers.methods import CORE_METHODS, METHODS, create_method
 from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from explainers.pipeline import Explanation, explain_image, write_iou_csv
 
@@ -83,8 +86,14 @@ def build_report(
     mask_rule: str = DEFAULT_RULE,
     target_layer: str | None = None,
     on_image: Callable[[int, int, str], None] | None = None,
+    metrics: Sequence[str] | None = None,
+    metric_options: Mapping[str, Any] | None = None,
 ) -> list[ReportRow]:
-    """Explain each (preset, path), save per-image outputs, iou.csv, figures and report.md."""
+    """Explain each (preset, path), save per-image outputs, iou.csv, figures and report.md.
+
+    With `metrics` (e.g. ["deletion", "insertion", "road", "sanity"]) each image's maps are also
+    measured (metric_options: steps, baseline, seed), and metrics.csv / metrics_bar.png are written.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -101,6 +110,13 @@ def build_report(
             target_layer=target_layer,
             image_name=Path(path).name,
         )
+        if metrics:
+            measure_explanation(
+                explanation,
+                metrics,
+                **dict(metric_options or {}),
+                make_method=lambda name, p=params: create_method(name, target_layer=target_layer, lime_params=p),
+            )
         explanation.save(out_dir)
         true_label = model.categories[preset.class_index] if preset.class_index < len(model.categories) else "?"
         rows.append(ReportRow(preset.key, explanation, true_label, edge_density(explanation.crop)))
@@ -128,11 +144,122 @@ def write_report_files(rows: Sequence[ReportRow], out_dir: Path, model: LoadedMo
     files["overlays_grid"].write_bytes(render.figure_png(grid))
     table = iou_table_markdown(rows)
     files["iou_table"].write_text(table + "\n")
+    metrics_section = ""
+    if any(r.explanation.metrics for r in rows):
+        files["metrics_csv"] = out_dir / "metrics.csv"
+        files["metrics_bar"] = out_dir / "metrics_bar.png"
+        write_metrics_csv(rows, files["metrics_csv"])
+        chart = metrics_bar_chart(metric_values(rows), titles, title=f"Faithfulness and sanity ({model.spec.title})")
+        files["metrics_bar"].write_bytes(render.figure_png(chart))
+        metrics_section = (
+            f"\n\n## Which explanation to trust\n\n{metrics_table_markdown(rows)}\n\n"
+            f"{answer_agreement_vs_faithfulness(rows)}\n\n![Metrics per method](metrics_bar.png)"
+        )
     weights_note = f"\n\n**{RANDOM_WEIGHTS_WARNING}**" if model.is_random else ""
     rule = rows[0].explanation.mask_rule if rows else ""
     files["report"].write_text(
         f"# XAI Lens report: {model.spec.title}{weights_note}\n\nMask rule: `{rule}`;"
         f" maps and masks {render.CROP_CAPTION}.\n\n{table}\n\n## Simple vs complex images\n\n"
-        f"{answer_simple_vs_complex(rows)}\n\n![IoU per image](iou_bar.png)\n\n![Overlays](overlays_grid.png)\n"
+        f"{answer_simple_vs_complex(rows)}\n\n![IoU per image](iou_bar.png)\n\n![Overlays](overlays_grid.png)"
+        f"{metrics_section}\n"
     )
     return files
+
+
+# The summary.json metric keys, in reading order, and which direction means "more faithful".
+METRIC_KEYS = ("deletion_auc", "insertion_auc", "road", "randomization_spearman", "randomization_ssim")
+HIGHER_IS_BETTER = {"deletion_auc": False, "insertion_auc": True, "road": True}
+
+
+def metric_values(rows: Sequence[ReportRow]) -> dict[str, dict[str, list[float]]]:
+    """method -> metric key -> one value per image (images where the metric ran)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        for method, result in row.explanation.metrics.items():
+            for key in METRIC_KEYS:
+                if key in result.values:
+                    table.setdefault(method, {}).setdefault(key, []).append(result.values[key])
+    return table
+
+
+def write_metrics_csv(rows: Sequence[ReportRow], path: Path) -> None:
+    """DIR/metrics.csv: image, method, then each metric that ran, and the model passes it cost."""
+    keys = [k for k in METRIC_KEYS if any(k in r.values for row in rows for r in row.explanation.metrics.values())]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "method", *keys, "passes"])
+        for row in rows:
+            for method, result in row.explanation.metrics.items():
+                cells = [f"{result.values[k]:.6f}" if k in result.values else "" for k in keys]
+                writer.writerow([row.key, method, *cells, result.passes])
+
+
+def metrics_table_markdown(rows: Sequence[ReportRow]) -> str:
+    """Mean ± standard deviation over the images, one row per method."""
+    table = metric_values(rows)
+    keys = [k for k in METRIC_KEYS if any(k in per_method for per_method in table.values())]
+    lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for method, per_method in table.items():
+        cells = [f"{np.mean(per_method[k]):.3f} ± {np.std(per_method[k]):.3f}" if k in per_method else "" for k in keys]
+        lines.append(f"| {METHODS[method].title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _faithfulness_scores(table: Mapping[str, Mapping[str, list[float]]]) -> tuple[str, dict[str, float]]:
+    """One number per method where larger is more faithful: ROAD if measured, else insertion - deletion."""
+
+    def mean(method: str, key: str) -> float:
+        return float(np.mean(table[method][key]))
+
+    methods = list(table)
+    if all("road" in table[m] for m in methods):
+        return "ROAD", {m: mean(m, "road") for m in methods}
+    if all("insertion_auc" in table[m] and "deletion_auc" in table[m] for m in methods):
+        return "insertion - deletion AUC", {m: mean(m, "insertion_auc") - mean(m, "deletion_auc") for m in methods}
+    for key, higher in HIGHER_IS_BETTER.items():
+        if all(key in table[m] for m in methods):
+            sign = 1.0 if higher else -1.0
+            return key if higher else f"-{key}", {m: sign * mean(m, key) for m in methods}
+    return "", {}
+
+
+def answer_agreement_vs_faithfulness(rows: Sequence[ReportRow]) -> str:
+    """Do the methods that agree also score as faithful? And does any method ignore the model?"""
+    table = metric_values(rows)
+    lines = []
+    label, scores = _faithfulness_scores(table)
+    pair_iou: dict[str, list[float]] = {}
+    for row in rows:
+        for pair, value in row.explanation.iou.items():
+            pair_iou.setdefault(pair, []).append(value)
+    if scores and pair_iou:
+        ranking = sorted(scores, key=scores.get, reverse=True)
+        best_pair = max(pair_iou, key=lambda pair: np.mean(pair_iou[pair]))
+        a, b = best_pair.split("|")
+        if a in scores and b in scores:
+            ranks = sorted((ranking.index(a) + 1, ranking.index(b) + 1))
+            if len(ranking) <= 2:
+                verdict = "With only these two methods measured, there is no third to compare their agreement with."
+            elif ranks[1] <= (len(ranking) + 1) // 2:
+                verdict = "Here agreement goes with faithfulness."
+            else:
+                verdict = "Here agreement is not evidence of faithfulness: other methods explain the model better."
+            lines.append(
+                f"The methods that agree most, {METHODS[a].title} and {METHODS[b].title} "
+                f"(mean IoU {np.mean(pair_iou[best_pair]):.3f}), rank {ranks[0]} and {ranks[1]} of {len(ranking)} "
+                f"on faithfulness ({label}, mean over {len(rows)} images); the most faithful is "
+                f"{METHODS[ranking[0]].title} ({scores[ranking[0]]:+.3f}). {verdict}"
+            )
+    if any("randomization_spearman" in per_method for per_method in table.values()):
+        unchanged = [
+            m for m, per_method in table.items() if np.mean(per_method.get("randomization_spearman", [0])) > 0.5
+        ]
+        if unchanged:
+            names = ", ".join(METHODS[m].title for m in unchanged)
+            lines.append(
+                f"{names} draw nearly the same map after the model's top layers are randomised "
+                "(Spearman > 0.5): they are not explaining the model."
+            )
+        else:
+            lines.append("Every method's map changes when the model's top layers are randomised (sanity check passed).")
+    return " ".join(lines)
