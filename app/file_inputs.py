@@ -83,12 +83,18 @@ def _data_url_bytes(url: str) -> tuple[bytes, str]:
 
 
 class UploadedImage(gr.Image):
-    """gr.Image(type="filepath") that takes only this visitor's upload (or a data: URL), checked from its header."""
+    """gr.Image(type="filepath") that takes only this visitor's upload (or a data: URL), checked from its header.
+
+    A subclass rather than a guard set on one instance: when an event updates a component's
+    properties, Gradio rebuilds it for the session with `block.__class__(**kwargs)`, and the class
+    keeps the guard. (Gradio writes a .pyi stub beside every Component subclass; it is git-ignored.)
+    """
 
     is_template = True  # the browser draws it as a plain Image
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(type="filepath", image_mode=None, **kwargs)
+        kwargs.update(type="filepath", image_mode=None)
+        super().__init__(**kwargs)
 
     def preprocess(self, payload: Any) -> str | None:
         if payload is None:
@@ -120,26 +126,32 @@ def _refuse_url(url_or_file_path: Any) -> None:
         raise user_error(REMOTE_REFUSED)
 
 
+def _refuse_remote(block: Any) -> None:
+    """Gradio fetches a payload whose path is a URL into the cache (no size limit) before preprocess."""
+    if isinstance(block, UploadedImage) or getattr(block, "_refuses_remote_files", False):
+        return
+    if not hasattr(block, "async_move_resource_to_block_cache"):
+        return
+    download_async, download = block.async_move_resource_to_block_cache, block.move_resource_to_block_cache
+
+    async def guarded_async(url_or_file_path: Any) -> str | None:
+        _refuse_url(url_or_file_path)
+        return await download_async(url_or_file_path)
+
+    def guarded(url_or_file_path: Any) -> str | None:
+        _refuse_url(url_or_file_path)
+        return download(url_or_file_path)
+
+    block.async_move_resource_to_block_cache = guarded_async
+    block.move_resource_to_block_cache = guarded
+    block._refuses_remote_files = True
+
+
 def refuse_remote_files(demo: gr.Blocks) -> None:
     """No input component of `demo` downloads a URL a visitor names (Gradio would, with no size limit).
 
     The app's own outputs are local files, so outputs lose nothing; gr.File inputs already demand
     `meta` and so an upload-folder path, and with this they cannot be pointed at the web either.
     """
-    inputs = {block._id for fn in demo.fns.values() for block in fn.inputs}
-    for block_id in inputs:
-        block = demo.blocks[block_id]
-        if isinstance(block, UploadedImage) or not hasattr(block, "async_move_resource_to_block_cache"):
-            continue
-        download_async, download = block.async_move_resource_to_block_cache, block.move_resource_to_block_cache
-
-        async def guarded_async(url_or_file_path: Any, _original=download_async) -> str | None:
-            _refuse_url(url_or_file_path)
-            return await _original(url_or_file_path)
-
-        def guarded(url_or_file_path: Any, _original=download) -> str | None:
-            _refuse_url(url_or_file_path)
-            return _original(url_or_file_path)
-
-        block.async_move_resource_to_block_cache = guarded_async
-        block.move_resource_to_block_cache = guarded
+    for block_id in {block._id for fn in demo.fns.values() for block in fn.inputs}:
+        _refuse_remote(demo.blocks[block_id])
