@@ -26,11 +26,12 @@ _SCORECAM_S = {"resnet50": 0.7, "resnet18": 0.1}  # one pass per activation chan
 _ONE_PASS_CAM_S = 0.05  # Grad-CAM and its kin, Ablation-CAM's closed form: a pass or two
 _LIME_FIXED_S = 0.6  # segmentation and the regression, on the CPU beside the GPU
 _LIME_PER_SAMPLE_S = {"resnet50": 0.0005, "resnet18": 0.0003}
-_RENDER_PER_METHOD_S = 0.2  # overlay, mask and the view's pictures, on the CPU
+_RENDER_PER_METHOD_S = 0.1  # overlay, mask and the view's pictures, on the CPU
 _REPORT_S = 5.0  # the presets' figures, CSV, report and zip
-# ZeroGPU lends a slice of an H200 (spaces' default device: "NVIDIA H200 MIG 3g.71gb") on a shared node;
-# the factor covers the slice, a busy CPU and margin, since a lease that runs out aborts the request.
-ZEROGPU_SLOWDOWN = 4.0
+# ZeroGPU lends a slice of an H200: spaces' default device is "NVIDIA H200 MIG 3g.71gb" with 60 SMs, against the
+# benchmark H100's 132, so about 2.2x slower where the GPU bounds the work; 3 leaves margin (a lease that runs out
+# may abort the request) without asking so much that visitors with little quota left are refused.
+ZEROGPU_SLOWDOWN = 3.0
 # Forking the worker, starting CUDA in it and copying the packed weights (~390 MB for the three models) over.
 WORKER_START_S = 10.0
 
