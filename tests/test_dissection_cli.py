@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import urllib.error
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from dissection_data.__main__ import main
 from dissection_data.offline_clip import TINY, save_random_clip
 from dissection_data.synthetic import write_shape_probe_set
 
-REPO = Path(__file__).resolve().parents[1]
 WORDS = ["red", "green", "blue", "circle", "square", "triangle", "dog", "car", "tree", "sky", "the", "water"]
 
 
@@ -88,13 +85,22 @@ def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
         assert needle in lines[0]
 
 
-def test_missing_checkpoint_is_one_line_in_a_real_process(tiny_setup, tmp_path):
+def test_missing_checkpoint_is_one_line_from_both_commands(tiny_setup, tmp_path, capsys):
+    """Both command lines load weights through explainers.models: one test for the message each prints."""
+    from PIL import Image
+
+    from explainers.cli import main as explainers_main
+
+    missing = str(tmp_path / "missing.pth")
     args = _build_args(tiny_setup)
-    args[args.index("random")] = str(tmp_path / "missing.pth")
-    done = subprocess.run(
-        [sys.executable, "-m", "dissection_data", *args], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    _assert_one_line_error(done.returncode, done.stderr, "missing.pth")
+    args[args.index("random")] = missing
+    _assert_one_line_error(main(args), capsys.readouterr().err, "Checkpoint", "missing.pth", "does not exist")
+
+    image = tmp_path / "grey.png"
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(image)
+    argv = ["explain", str(image), "--model", "resnet18", "--weights", missing, "--methods", "gradcam"]
+    code = explainers_main([*argv, "--out", str(tmp_path / "out")])
+    _assert_one_line_error(code, capsys.readouterr().err, "Checkpoint", "missing.pth", "does not exist")
 
 
 def test_unreachable_published_weights_are_one_line(tiny_setup, monkeypatch, capsys):

@@ -13,6 +13,7 @@ from PIL import Image
 from planted import patch_image
 
 from explainers.agreement import iou
+from explainers.cli import main
 from explainers.errors import XaiLensError
 from explainers.methods import Subject, create_method
 from explainers.pipeline import explain_image, iter_explain, predict
@@ -106,13 +107,16 @@ def test_cli_explain_writes_the_contract(tmp_path):
         (["--target-layer", "layer9"], "Layer 'layer9' not found"),
     ],
 )
-def test_cli_bad_options_are_one_line_errors(tmp_path, args, message):
+def test_cli_bad_options_are_one_line_errors(tmp_path, capsys, args, message):
+    """In-process: the options fail in the library, before any work, whichever process runs it."""
     path = tmp_path / "img.png"
     Image.new("RGB", (50, 40), (10, 200, 30)).save(path)
-    result = explain_cli(path, tmp_path / "o", "--methods", "gradcam", *args)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert message in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error:")
+    argv = ["explain", str(path), "--model", "resnet18", "--weights", "random", "--out", str(tmp_path / "o")]
+    code = main([*argv, "--methods", "gradcam", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert message in err
+    assert err.strip().splitlines()[-1].startswith("error:")
 
 
 def test_a_cancelled_run_stops_at_the_next_method(planted):

@@ -68,14 +68,33 @@ def test_scorecam_fast_path_equals_grad_cam(resnet18_random, reference_module, p
 
 
 def test_scorecam_shares_one_pass_between_constant_channels(planted):
-    """The planted net's layer4 has dead (all-zero) channels nowhere, but layer3 on a blank image is all zero."""
+    """Three of the planted net's eight layer4 channels are switched off (constant zero): the five live ones get
+    a masked pass each, the three dead ones share one, and the map still equals grad-cam's (which runs all eight)."""
+    import copy
+
     from planted import patch_image
 
-    image, _ = patch_image(0, 0)
-    image[:] = 128
-    ours = ScoreCAMMethod(target_layer="layer3").explain(Subject(planted, image, 1)).map
-    theirs = grad_cam_map(ScoreCAM, planted.module, "layer3", planted.to_tensor(image), 1)
-    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    from explainers.models import LoadedModel
+
+    module = copy.deepcopy(planted.module)
+    with torch.no_grad():
+        module.layer4[0].weight[:3] = 0.0
+    model = LoadedModel(planted.spec, "planted", module, planted.categories, torch.device("cpu"))
+    image, _ = patch_image(40, 120)
+    images_seen = []
+    watched = {id(m): m for m in (model.module, model.inference_module, model.features_module) if m is not None}
+    count = lambda _module, inputs, _output: images_seen.append(len(inputs[0]))  # noqa: E731
+    handles = [m.register_forward_hook(count) for m in watched.values()]
+    try:
+        saliency = ScoreCAMMethod(target_layer="layer4").explain(Subject(model, image, 1))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert saliency.extras["constant_channels"] == 3
+    assert sum(images_seen) == 1 + 5 + 1 == saliency.extras["forward_passes"]  # activations, live, shared dead
+    theirs = grad_cam_map(ScoreCAM, module, "layer4", model.to_tensor(image), 1)
+    assert theirs.max() > 0.5  # a real map, not zero by construction
+    np.testing.assert_allclose(saliency.map, theirs, atol=1e-6)
 
 
 @pytest.mark.parametrize(
