@@ -169,7 +169,10 @@ def attack_server_path_without_meta(server: Server) -> str:
 
 
 def attack_server_path_with_meta(server: Server) -> str:
-    return _refusal_of(_explain(server, {"path": str(server.canary), "meta": META}))
+    """Gradio's own check (InvalidPathError) refuses this one; show_error=False keeps its text, and path, back."""
+    refusal = _refusal_of(_explain(server, {"path": str(server.canary), "meta": META}))
+    assert refusal == "Error", refusal
+    return refusal
 
 
 def attack_svg_name_reveals_nothing(server: Server) -> str:
@@ -198,7 +201,10 @@ def attack_link_planted_in_the_upload_folder(server: Server) -> str:
     link = folder / "photo.jpg"
     link.symlink_to(server.canary)
     try:
-        return _refusal_of(_explain(server, {"path": str(link), "meta": META}))
+        refusal = _refusal_of(_explain(server, {"path": str(link), "meta": META}))
+        assert refusal == "Error", refusal  # Gradio's check resolves the link; without meta, ours does (next)
+        assert _refusal_of(_explain(server, {"path": str(link)})) == UPLOAD_ONLY
+        return refusal
     finally:
         link.unlink()
         folder.rmdir()
@@ -294,28 +300,35 @@ def attack_private_gallery_select(server: Server) -> str:
     if "pick" not in server.ids:
         pytest.skip("no preset gallery: XAI_LENS_EXAMPLES_DIR is not set")
     refusals = {_private(server, "pick", [], {"index": index, "value": None}) for index in (10**9, "0", None, [1])}
-    assert len(refusals) == 1, refusals
+    assert refusals == {"Click one of the preset images."}, refusals
     return refusals.pop()
 
 
+def _expect(refusal: str, pattern: str) -> str:
+    assert pattern in refusal, refusal  # a bare "Error" here would be an unhandled exception
+    return refusal
+
+
 def attack_private_model_change(server: Server) -> str:
-    return _private(server, "_switch_model", ["not-a-model"])
+    return _expect(_private(server, "_switch_model", ["not-a-model"]), "not in the list of choices")
 
 
 def attack_private_fill_form(server: Server) -> str:
-    return _private(server, "fill_form", ["goldfish", "{not json"])
+    return _expect(_private(server, "fill_form", ["goldfish", "{not json"]), "not valid JSON")
 
 
 def attack_private_apply_entry(server: Server) -> str:
-    return _private(server, "apply_entry", ["goldfish", "{}", 10**12, -1, 0, "red", 0, "nope", "[", "x", "y", -5])
+    values = ["goldfish", "{}", 10**12, -1, 0, "red", 0, "nope", "[", "x", "y", -5]
+    return _expect(_private(server, "apply_entry", values), "greater than maximum")
 
 
 def attack_private_neuron_row(server: Server) -> str:
-    return _private(server, "pick_row", ["resnet18", {"headers": [], "data": []}], {"index": [99, 0], "value": ""})
+    refusal = _private(server, "pick_row", ["resnet18", {"headers": [], "data": []}], {"index": [99, 0], "value": ""})
+    return _expect(refusal, "Click a row of the neuron table.")
 
 
 def attack_private_neuron_filter(server: Server) -> str:
-    return _private(server, "filter_view", ["no-such-table", "all layers", "x" * 10_000])
+    return _expect(_private(server, "filter_view", ["no-such-table", "all layers", "x" * 10_000]), "list of choices")
 
 
 ATTACKS: list[Callable[[Server], str]] = [
