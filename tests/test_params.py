@@ -258,3 +258,155 @@ def test_garbage_and_missing_files_give_one_line_errors(tmp_path):
 def test_segmentation_callable_cannot_be_saved(tmp_path):
     with pytest.raises(XaiLensError, match="cannot be stored"):
         save_lime_params(_with("kite", segmentation_fn=lambda image: image[..., 0]), tmp_path / "p.pkl")
+
+
+# --- caps (explainers.limits): every work-scaling setting, the public cap read when validating -----------
+
+CAPPED_VALUES = [
+    ("kite", {"segmentation_fn": {"name": "quickshift", "kernel_size": 11}}, "kernel_size must be from 0.1 to 10"),
+    ("kite", {"segmentation_fn": {"name": "felzenszwalb", "sigma": 1e7}}, "sigma must be from 0 to 100"),
+    ("kite", {"segmentation_fn": {"name": "slic", "sigma": (1, 1e4)}}, "sigma must be from 0 to 100"),
+    ("kite", {"segmentation_fn": {"name": "slic", "n_segments": 301}}, "n_segments must be from 1 to 300"),
+    ("kite", {"segmentation_fn": {"name": "slic", "max_num_iter": 101}}, "max_num_iter must be from 1 to 100"),
+    ("kite", {"segmentation_fn": {"name": "slic", "spacing": [[1, 2]]}}, "spacing must be a number"),
+    ("kite", {"segmentation_fn": {"name": "quickshift", "max_dist": 1e9}}, "max_dist must be from 0 to 1000"),
+    ("orange", {"top_labels": 11}, "top_labels must be an integer from 1 to 10"),
+    ("orange", {"labels": list(range(11))}, "labels must name 1 to 10 class indices"),
+    ("orange", {"batch_size": 257}, "batch_size must be an integer from 1 to 256"),
+    ("racer", {"model_regressor": {"name": "Lasso", "max_iter": 10**7, "tol": 0.0, "alpha": 1e-12}}, "max_iter"),
+    ("racer", {"model_regressor": {"name": "Lasso", "max_iter": 2**32 - 1}}, "max_iter must be from 1 to 1000"),
+    ("racer", {"model_regressor": {"name": "BayesianRidge", "max_iter": 501}}, "max_iter must be from 1 to 500"),
+    ("racer", {"model_regressor": {"name": "Ridge", "solver": "sag"}}, "needs max_iter from 1 to 50"),
+    ("racer", {"model_regressor": {"name": "Ridge", "solver": "saga", "max_iter": 1000}}, "max_iter must be from 1"),
+    ("racer", {"model_regressor": {"name": "Ridge", "positive": True}}, "needs max_iter"),
+    ("racer", {"model_regressor": {"name": "LinearRegression", "n_jobs": -1}}, "n_jobs must be None or 1"),
+    ("racer", {"model_regressor": ["Ridge"]}, "model_regressor must be None or one of"),
+    ("racer", {"model_regressor": {"name": ["Ridge"]}}, "model_regressor 'name' must be one of"),
+    ("racer", {"distance_metric": "c" * 1000}, "distance_metric"),
+]
+
+
+@pytest.mark.parametrize("key, change, expected", CAPPED_VALUES)
+def test_work_scaling_settings_are_capped(key, change, expected):
+    with pytest.raises(XaiLensError) as caught:
+        validate_lime_params(_with(key, **change))
+    message = str(caught.value)
+    assert message.startswith(f"{key}: ") and expected in message and "\n" not in message
+
+
+def test_settings_at_the_caps_are_accepted():
+    at_caps = {
+        "segmentation_fn": {"name": "slic", "n_segments": 300, "max_num_iter": 100, "sigma": 100},
+        "model_regressor": {"name": "Ridge", "solver": "sag", "max_iter": 50, "tol": 0.0},
+        "top_labels": 10,
+        "batch_size": 256,
+        "labels": list(range(10)),
+    }
+    assert validate_lime_params(_with("kite", **at_caps))["kite"]["top_labels"] == 10
+
+
+def test_the_public_cap_is_read_when_validating(monkeypatch):
+    assert validate_lime_params(_with("kite", num_samples=2500))["kite"]["num_samples"] == 2500
+    monkeypatch.setenv("XAI_LENS_LIME_MAX_SAMPLES", "2000")
+    expected = r"^kite: num_samples must be an integer from 1 to 2000 \(this server's cap, XAI_LENS_LIME_MAX_SAMPLES\)"
+    with pytest.raises(XaiLensError, match=expected + ", got 2500$"):
+        validate_lime_params(_with("kite", num_samples=2500))
+    with pytest.raises(XaiLensError, match=expected):
+        load_lime_params(pickle.dumps(_with("kite", num_samples=2500)))
+    assert validate_lime_params(_with("kite", num_samples=2000))["kite"]["num_samples"] == 2000
+
+
+def test_a_public_cap_above_the_librarys_changes_nothing_and_a_bad_one_is_one_line(monkeypatch):
+    monkeypatch.setenv("XAI_LENS_LIME_MAX_SAMPLES", "50000")
+    with pytest.raises(XaiLensError, match=r"from 1 to 10000, got 10001$"):
+        validate_lime_params(_with("kite", num_samples=10_001))
+    monkeypatch.setenv("XAI_LENS_LIME_MAX_SAMPLES", "lots")
+    with pytest.raises(XaiLensError, match=r"^XAI_LENS_LIME_MAX_SAMPLES='lots' is not a whole number"):
+        validate_lime_params(default_lime_params())
+
+
+def test_the_samples_of_one_run_are_capped_all_together(monkeypatch):
+    heavy = {key: {**entry, "num_samples": 2500} for key, entry in default_lime_params().items()}
+    with pytest.raises(XaiLensError, match=r"ask for 25000 samples over the 10 presets; one run may use at most 20000"):
+        validate_lime_params(heavy)
+    monkeypatch.setenv("XAI_LENS_LIME_MAX_REQUEST_SAMPLES", "30000")
+    assert validate_lime_params(heavy)["kite"]["num_samples"] == 2500
+
+
+# --- LIME itself: the superpixel cap, and the request's token around segmentation and regressions -------
+
+
+def _coarse_segments(image: np.ndarray) -> np.ndarray:
+    """Four bands of the red channel: a segmentation that needs no skimage."""
+    return image[..., 0].astype(np.int64) // 64
+
+
+def _lime(resnet18_random, crop, token=None, **settings):
+    """(LimeMethod, Subject, list of samples reported): few samples keep these tests quick."""
+    from explainers.methods.base import Subject
+    from explainers.methods.lime import LimeMethod
+
+    sampled: list[int] = []
+    method = LimeMethod(progress=lambda done, total: sampled.append(done), **{"num_samples": 20, **settings})
+    return method, Subject(resnet18_random, crop, 1, token), sampled
+
+
+def test_too_many_superpixels_are_refused_before_any_sample(resnet18_random):
+    noise = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    tiny_segments = {"name": "felzenszwalb", "scale": 1, "sigma": 0.5, "min_size": 0}  # one per pixel or so
+    method, subject, sampled = _lime(resnet18_random, noise, segmentation_fn=tiny_segments)
+    with pytest.raises(XaiLensError, match=r"^LIME: the segmentation made \d+ superpixels .*; at most 300 are"):
+        method.compute(subject)
+    assert sampled == []
+
+
+def test_lime_checks_the_token_before_and_after_segmentation(resnet18_random, photo_crop):
+    from explainers.cancel import CancelledError, CancelToken
+
+    token, segmented = CancelToken(), []
+
+    def segment_then_stop(image):
+        segmented.append(1)
+        token.cancel("stopped")  # the visitor pressed Stop while the segmentation ran
+        return _coarse_segments(image)
+
+    method, subject, sampled = _lime(resnet18_random, photo_crop, token, segmentation_fn=segment_then_stop)
+    with pytest.raises(CancelledError):
+        method.compute(subject)
+    assert segmented == [1] and sampled == []  # stopped right after segmenting, before sampling
+    method, subject, _ = _lime(resnet18_random, photo_crop, token, segmentation_fn=segment_then_stop)
+    with pytest.raises(CancelledError):
+        method.compute(subject)
+    assert segmented == [1]  # already stopped: no second segmentation
+
+
+def test_lime_checks_the_token_between_regressions(resnet18_random, photo_crop, monkeypatch):
+    from lime.lime_base import LimeBase
+
+    from explainers.cancel import CancelledError, CancelToken
+
+    token, fitted = CancelToken(), []
+    fit_one_label = LimeBase.explain_instance_with_data
+
+    def fit_then_stop(self, *args, **kwargs):
+        fitted.append(1)
+        token.cancel("stopped")
+        return fit_one_label(self, *args, **kwargs)
+
+    monkeypatch.setattr(LimeBase, "explain_instance_with_data", fit_then_stop)
+    method, subject, sampled = _lime(resnet18_random, photo_crop, token, top_labels=5, segmentation_fn=_coarse_segments)
+    with pytest.raises(CancelledError):
+        method.compute(subject)
+    assert sampled and fitted == [1]  # five labels asked for; the stop came after the first fit
+
+
+def test_a_failed_regression_is_one_line(resnet18_random, photo_crop, monkeypatch):
+    from lime.lime_base import LimeBase
+
+    def diverge(self, *args, **kwargs):
+        raise ValueError("Input contains NaN.\nsecond line of a long sklearn message")
+
+    monkeypatch.setattr(LimeBase, "explain_instance_with_data", diverge)
+    method, subject, _ = _lime(resnet18_random, photo_crop, segmentation_fn=_coarse_segments)
+    with pytest.raises(XaiLensError, match=r"^LIME: the regression failed \(Input contains NaN\.\); try lime's"):
+        method.compute(subject)
