@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from explainers import render
 from explainers.faithfulness import measure_explanation
 from explainers.faithfulness.figures import metrics_bar_chart
+from explainers.faithfulness.randomization import UNCHANGED_SPEARMAN
 from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, METHODS, create_method
 from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel
@@ -252,13 +253,15 @@ def answer_agreement_vs_faithfulness(rows: Sequence[ReportRow]) -> str:
             )
     if any("randomization_spearman" in per_method for per_method in table.values()):
         unchanged = [
-            m for m, per_method in table.items() if np.mean(per_method.get("randomization_spearman", [0])) > 0.5
+            m
+            for m, per_method in table.items()
+            if np.mean(per_method.get("randomization_spearman", [0])) > UNCHANGED_SPEARMAN
         ]
         if unchanged:
             names = ", ".join(METHODS[m].title for m in unchanged)
             lines.append(
                 f"{names} draw nearly the same map after the model's top layers are randomised "
-                "(Spearman > 0.5): they are not explaining the model."
+                f"(Spearman > {UNCHANGED_SPEARMAN}): they are not explaining the model."
             )
         else:
             lines.append("Every method's map changes when the model's top layers are randomised (sanity check passed).")
