@@ -389,7 +389,7 @@ def test_explain_and_presets_cross_the_fork_through_the_device_api(zerogpu, exam
         return  # the answers themselves: test_zerogpu_answers_equal_a_plain_servers, skipped here
     for name, (_, error) in answers.items():
         assert error is None, (name, error)
-    assert len(answers["heavy"][0]) >= len(CORE)  # one streamed update per method (the first may be joined)
+    assert len(answers["heavy"][0]) >= 2  # streamed through spaces' generator wrapper: maps before the last
 
 
 def overlay_arrays(output: tuple) -> dict[str, np.ndarray]:
@@ -411,12 +411,12 @@ def test_zerogpu_answers_equal_a_plain_servers(zerogpu, examples_dir, tmp_path):
     from gradio_client import Client
 
     assert shutil.which("nvidia-smi")
-    lime = {"num_samples": 200}
     with serving({}, tmp_path / "plain.log", examples_dir) as plain_server:
         plain = Client(plain_server.url, verbose=False)
         answers = {}
         for name, client in (("zero", zerogpu.client), ("plain", plain)):
-            explained, error = call(client, "/explain", explain_args(client, examples_dir, "resnet18", CORE, **lime))
+            request = explain_args(client, examples_dir, "resnet18", CORE, samples=200)
+            explained, error = call(client, "/explain", request)
             assert error is None, (name, error)
             presets, error = call(client, "/run_presets", presets_args(client, "resnet18", ["gradcam", "scorecam"]))
             assert error is None, (name, error)
