@@ -92,6 +92,15 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
             232,
         ),
+        # IMAGENET1K_V1 prescribes resize 256 then crop 224. CLIP-dissect's published ResNet50 neuron labels were
+        # computed on these weights, so the concept view joins them to this model and to no other.
+        _torchvision_spec(
+            "resnet50-v1",
+            "ResNet50 V1 (ImageNet)",
+            torchvision.models.resnet50,
+            torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+            256,
+        ),
         _torchvision_spec(
             "resnet18",
             "ResNet18 (ImageNet)",
