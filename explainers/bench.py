@@ -310,6 +310,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also time the whole pipeline (all chosen methods, masks, IoU) on every image, model warm",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also time the faithfulness metrics (deletion+insertion, ROAD, sanity) for the chosen methods on the "
+        "first image, with their forward-pass floor",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     parser.add_argument("--examples-dir", default=None, help="folder of the preset images (or $XAI_LENS_EXAMPLES_DIR)")
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
@@ -329,18 +335,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"Unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
-    rows, pipelines = [], []
+    rows, pipelines, metric_runs = [], [], []
     for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:
         rows += bench_model(model_name, images, methods, args)
         if args.end_to_end:
             model = load_model(model_name, "random", args.device)
             pipelines.append(end_to_end(model, images, methods, args.lime_samples))
+        if args.metrics:
+            model = load_model(model_name, "random", args.device)
+            metric_runs.append(bench_metrics(model, images[0], methods, args.lime_samples))
     table = markdown(rows, args.reference_images, args.skip_reference) + end_to_end_markdown(pipelines)
+    table += metrics_markdown(metric_runs)
     print(table)
     if args.out:
         meta = machine(load_model(rows[0]["model"], "random", args.device).device if rows else None)
         meta["argv"] = list(argv if argv is not None else sys.argv[1:])
-        report = {"meta": meta, "rows": rows, "end_to_end": pipelines, "markdown": table}
+        report = {"meta": meta, "rows": rows, "end_to_end": pipelines, "metrics": metric_runs, "markdown": table}
         Path(args.out).write_text(json.dumps(report, indent=2))
     return 0
 
@@ -360,6 +370,87 @@ def machine(device: torch.device | None) -> dict[str, Any]:
         meta["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
         meta["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
     return meta
+
+
+def bench_metrics(model: LoadedModel, image: Path, methods: Sequence[str], lime_samples: int) -> dict:
+    """Wall time of each faithfulness metric for all `methods` on one image, beside its forward-pass floor.
+
+    The maps are computed once, untimed (the metrics reuse them); one untimed warm-up run of the
+    cheap metrics first. The floor is the perturbation metrics' passes times the batched per-image
+    pass; the sanity check re-runs every method once per cascade stage, so its floor is those runs.
+    """
+    from explainers.faithfulness import evaluate
+    from explainers.pipeline import explain_image
+
+    params = {"num_samples": lime_samples}
+    explanation = explain_image(image, model, methods, lime_params=params)
+    maps = {name: s.map for name, s in explanation.saliency.items()}
+    method_s = sum(s.seconds for s in explanation.saliency.values())
+    target, probability = explanation.target.index, explanation.target.probability
+
+    def make_method(name: str) -> SaliencyMethod:
+        return _method(name, False, lime_samples)
+
+    def timed(metrics: str) -> tuple[float, int]:
+        _sync(model.device)
+        started = time.perf_counter()
+        results = evaluate(model, explanation.crop, target, probability, maps, metrics, make_method=make_method)
+        _sync(model.device)
+        return time.perf_counter() - started, sum(r.passes for r in results.values())
+
+    timed("deletion,insertion")  # warm-up
+    floor = forward_floor(model, explanation.crop)
+    rows = {}
+    for metrics in ("deletion,insertion", "road", "sanity"):
+        seconds, passes = timed(metrics)
+        rows[metrics] = {"s": seconds, "passes": passes, "floor_s": passes * floor}
+    stages = len(model_stages(model))
+    rows["sanity"]["floor_s"] = stages * method_s  # one run of every method per randomised stage
+    return {
+        "model": model.name,
+        "image": image.name,
+        "methods": list(methods),
+        "lime_samples": lime_samples,
+        "precision": precision.describe(model.device),
+        "floor_per_pass_s": floor,
+        "methods_s": method_s,
+        "sanity_stages": stages,
+        "metrics": rows,
+        "total_s": sum(row["s"] for row in rows.values()),
+    }
+
+
+def model_stages(model: LoadedModel) -> list[str]:
+    from explainers.faithfulness.randomization import default_stages
+
+    return default_stages(model.module)
+
+
+def metrics_markdown(runs: Sequence[dict]) -> str:
+    if not runs:
+        return ""
+    lines = [
+        "",
+        "",
+        "Faithfulness metrics (explainers.faithfulness, all chosen methods, one image; maps reused, not timed):",
+        "",
+        "| model | methods | metric | model passes | s | floor s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        for metric, row in run["metrics"].items():
+            lines.append(
+                f"| {run['model']} | {','.join(run['methods'])} | {metric} | {row['passes']} | "
+                f"{row['s']:.2f} | {row['floor_s']:.2f} |"
+            )
+        lines.append(f"| {run['model']} | | all four | | {run['total_s']:.2f} | |")
+    lines += [
+        "",
+        "Floor: the model passes times the batched forward pass per image (deletion/insertion, ROAD); "
+        "for the sanity check, one run of every method per randomised stage. ROAD's extra time is its sparse "
+        "imputation solves on the CPU.",
+    ]
+    return "\n".join(lines)
 
 
 def end_to_end_markdown(pipelines: Sequence[dict]) -> str:
