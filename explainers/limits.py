@@ -7,8 +7,9 @@ environment (the public demo's LIME cap) are read when asked for, not at import,
 started with XAI_LENS_LIME_MAX_SAMPLES set enforces it even if this module was imported first.
 
 Each value was chosen by measuring the worst case at the cap on a 224x224 crop (the only size
-LIME ever segments here) on this project's 2-core CPU; the measurement is written beside it.
-`python scripts/lime_caps_bench.py` repeats the measurements.
+LIME ever segments here) on this project's 2-core CPU, idle; the measurement is written beside it.
+`python scripts/lime_caps_bench.py` repeats the measurements (on a busy machine they scale with
+the load: at a load of 7 on the 2 cores they came out 3-5 times longer).
 """
 
 from __future__ import annotations
