@@ -30,6 +30,8 @@ PUBLIC_SAMPLES_ENV = "XAI_LENS_LIME_MAX_SAMPLES"  # the public Space sets 2000
 # ~20 minutes on the 2-core CPU. A local run that wants more sets XAI_LENS_LIME_MAX_REQUEST_SAMPLES.
 LIBRARY_MAX_REQUEST_SAMPLES = 20_000
 REQUEST_SAMPLES_ENV = "XAI_LENS_LIME_MAX_REQUEST_SAMPLES"
+# Images one request may explain: the ten presets (an explain request takes one; the tuner uses this too).
+MAX_IMAGES_PER_REQUEST = 10
 
 # --- LIME's other work-scaling settings --------------------------------------------------------
 # lime's batch_size only sets how many perturbed 224x224x3 uint8 images lime gathers before calling
