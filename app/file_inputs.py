@@ -91,10 +91,8 @@ class UploadedImage(gr.Image):
     """
 
     is_template = True  # the browser draws it as a plain Image
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.update(type="filepath", image_mode=None)
-        super().__init__(**kwargs)
+    # No __init__ of its own: Gradio reads a component's properties from its __init__ signature. Whatever
+    # `type` or `image_mode` it is given, preprocess below returns a checked path and never decodes.
 
     def preprocess(self, payload: Any) -> str | None:
         if payload is None:

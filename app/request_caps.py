@@ -160,4 +160,3 @@ def _replay(spool: Any, size: int, receive: Receive) -> Receive:
         return {"type": "http.request", "body": chunk, "more_body": more}
 
     return replayed
-

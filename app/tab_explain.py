@@ -88,12 +88,15 @@ def build_explain_tab(config: AppConfig) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = UploadedImage(
+                type="filepath",
                 sources=["upload", "webcam", "clipboard"],
                 label="Image (drop, upload, paste, webcam)",
                 elem_id="input-image",
             )
             if presets:
-                gallery = gr.Gallery(presets, label="Presets: click one", columns=5, height=260, allow_preview=False)
+                gallery = gr.Gallery(
+                    presets, label="Presets: click one", columns=5, height=260, allow_preview=False, elem_id="presets"
+                )
                 gallery.select(_pick_preset(gallery_copies(gallery)), None, image, api_visibility="private")
             else:
                 gr.Markdown("Preset images are unavailable offline; set XAI_LENS_EXAMPLES_DIR to their folder.")

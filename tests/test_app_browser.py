@@ -81,3 +81,54 @@ def test_drop_image_run_gradcam_and_see_overlay(sync_playwright, app_url, exampl
             assert overlay.evaluate("img => img.naturalWidth") >= 2 * 224  # the crop and its overlay
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def outside_presets(examples_dir):
+    """The ten presets copied to a folder outside both the working directory and the temp directory."""
+    import secrets
+    import tempfile
+
+    folder = Path.home() / f".xai-lens-browser-test-{secrets.token_hex(6)}"
+    for outside in (Path.cwd(), Path(tempfile.gettempdir())):
+        assert not folder.resolve().is_relative_to(outside.resolve()), (folder, outside)
+    folder.mkdir()
+    try:
+        for image in examples_dir.glob("*.JPEG"):
+            shutil.copy2(image, folder / image.name)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_click_a_preset_from_an_outside_folder_run_gradcam_and_see_overlay(
+    sync_playwright, outside_presets, tmp_path_factory
+):
+    """Issue 11: with --examples-dir outside cwd and /tmp, Gradio used to refuse the clicked file (InvalidPathError)."""
+    from app_server import running_app, write_small_tables
+
+    tables = write_small_tables(tmp_path_factory.mktemp("outside_tables"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    work = tmp_path_factory.mktemp("outside_work")
+    with running_app(outside_presets, tables, work) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url, timeout=60_000)
+            page.get_by_text("RANDOM WEIGHTS").first.wait_for(timeout=60_000)
+            page.locator("#presets img").first.wait_for(timeout=30_000)
+            page.locator("#presets img").first.click()  # the first preset of the manifest
+            page.wait_for_selector("#input-image img", timeout=30_000)  # the preset reached the input
+            for title in ("Score-CAM", "Ablation-CAM", "LIME"):
+                page.get_by_label(title, exact=True).uncheck()
+            page.get_by_role("button", name="Explain", exact=True).click()
+            overlay = page.locator("#side-by-side img").first
+            overlay.wait_for(state="visible", timeout=120_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "preset_outside_folder_gradcam.png"), full_page=True)
+            assert page.get_by_text("Finished: Grad-CAM").count() == 1
+            assert overlay.evaluate("img => img.naturalWidth") >= 2 * 224
+            source = page.locator("#input-image img").first.get_attribute("src") or ""
+            assert str(outside_presets) not in source  # a copy in Gradio's cache is served, not the folder
+        finally:
+            browser.close()
