@@ -55,7 +55,8 @@ def impute(image: torch.Tensor, kept: torch.Tensor, generator: torch.Generator, 
     """Fill the removed pixels of a CxHxW CPU image so each equals the weighted mean of its in-image neighbours.
 
     The removed pixels are the unknowns of one sparse linear system (one right-hand side per channel).
-    Noise is drawn pixel-major, as grad-cam's randn_like on its transposed solution draws it.
+    Noise is drawn channel by channel (C x missing), in the order grad-cam draws it, so a shared seed gives
+    the same noise.
     """
     channels, height, width = image.shape
     known = kept.reshape(-1).numpy()
@@ -91,7 +92,7 @@ def impute(image: torch.Tensor, kept: torch.Tensor, generator: torch.Generator, 
     else:  # nothing left to average from: the system is singular (grad-cam gets NaN); use the normalised mean
         solution = np.zeros((size, channels))
     solution = torch.tensor(solution, dtype=torch.float32)
-    filled[:, missing] = (solution + noise * torch.randn(solution.shape, generator=generator)).T
+    filled[:, missing] = solution.T + noise * torch.randn((channels, size), generator=generator)
     return filled.reshape_as(image)
 
 
