@@ -172,3 +172,11 @@ def error_of(message: dict) -> str | None:
         return None
     output = message.get("output") or {}
     return str(output.get("error") or output.get("title") or "Error")
+
+
+def fast_lime_values() -> list:
+    """The LIME form's values in LimeForm order, with few samples: a quick explain for these tests."""
+    from app.lime_form import DEFAULT_REGRESSOR
+
+    segmentation = '{"kernel_size": 4, "max_dist": 200, "ratio": 0.2}'
+    return [40, 100_000, 5, "0", 40, "quickshift", segmentation, "cosine", DEFAULT_REGRESSOR, 0]

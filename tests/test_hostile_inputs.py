@@ -27,7 +27,6 @@ import pytest
 from PIL import Image
 
 from app.file_inputs import MAX_DATA_URL_CHARS, REMOTE_REFUSED, UPLOAD_ONLY
-from app.lime_form import DEFAULT_REGRESSOR
 from app.tab_explain import TOP1
 from explainers.images import MAX_FILE_BYTES
 
@@ -79,13 +78,10 @@ def _bomb_png() -> bytes:
     return _encoded(Image.new("1", (13000, 13000), 0), "PNG", optimize=True)
 
 
-def _lime() -> list:
-    return [40, 100_000, 5, "0", 40, "quickshift", '{"kernel_size": 4, "max_dist": 200, "ratio": 0.2}', "cosine",
-            DEFAULT_REGRESSOR, 0]  # fmt: skip
-
-
 def _explain_data(image: dict | None) -> list:
-    return [image, "resnet18", TOP1, ["gradcam"], [], "top:0.10", *_lime()]
+    from app_server import fast_lime_values
+
+    return [image, "resnet18", TOP1, ["gradcam"], [], "top:0.10", *fast_lime_values()]
 
 
 def _upload(server: Server, name: str, data: bytes) -> dict:
