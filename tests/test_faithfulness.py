@@ -190,9 +190,13 @@ def test_randomisation_is_seeded_cascades_and_leaves_the_model_alone(resnet18_ra
     stages = default_stages(resnet18_random.module)
     assert stages == ["fc", "layer4[1]", "layer4[0]"]
     first = [dict(m.module.state_dict()) for _, m in iter_randomized(resnet18_random, stages, seed=3)]
+    torch.manual_seed(99)  # the global generator moves on; the seed alone must decide the weights
+    torch.rand(10)
     again = [dict(m.module.state_dict()) for _, m in iter_randomized(resnet18_random, stages, seed=3)]
     for a, b in zip(first, again, strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
+    other = dict(next(iter_randomized(resnet18_random, stages, seed=4))[1].module.state_dict())
+    assert not torch.equal(other["fc.weight"], first[0]["fc.weight"])
     # cumulative: the last stage keeps fc random and leaves layers below layer4 as they were
     last = first[-1]
     assert not torch.equal(last["fc.weight"], before["fc.weight"])

@@ -78,7 +78,7 @@ def test_bad_metric_options_one_line_before_any_work(image_file, tmp_path, optio
     result = explain_cli(image_file, tmp_path / "out", "--methods", "gradcam", *options)
     assert result.returncode == 2
     assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()  # nothing was explained
+    assert result.stdout == "" and not (tmp_path / "out").exists()  # nothing was explained
 
 
 def test_report_writes_metrics_csv_table_and_answer(resnet18_random, tmp_path):
