@@ -7,6 +7,7 @@ distinct names) or synthetic images do.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -19,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("ray", reason="the study needs the scale extra: pip install .[scale]")
-pytest.importorskip("pyarrow")
+# find_spec, not importorskip: importing ray here would fix its settings before the study's own init_ray.
+if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
+    pytest.skip("the study needs the scale extra: pip install .[scale]", allow_module_level=True)
 
 import pyarrow.parquet as pq
 
@@ -60,9 +62,9 @@ def _synthetic_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
 @pytest.fixture(scope="module")
 def local_ray():
     """One private Ray instance for the module: 2 CPU workers plus one CPU for the read task."""
+    started = init_ray(None, local_cpus=3)  # before any `import ray`: it reads its loopback setting on import
     import ray
 
-    started = init_ray(None, local_cpus=3)
     yield
     if started:
         ray.shutdown()
@@ -299,3 +301,11 @@ def test_a_bad_image_gets_its_error_row_and_the_study_goes_on(tmp_path, local_ra
     assert "broken.jpg" in rows["broken"]["error"] and "empty" in rows["empty"]["error"]
     assert all(rows[p.stem]["error"] is None and rows[p.stem]["target"] is not None for p in images)
     assert outcome.errors == 2 and outcome.ran == 7
+
+
+@pytest.mark.slow
+def test_the_local_instance_listens_on_loopback_only(local_ray):
+    import ray
+
+    assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ DEFAULT_BATCH_SIZE = 4  # images per actor call and per Parquet part: small, so 
 OBJECT_STORE_BYTES = 256 * 2**20  # the local instance's shared memory: blocks are a few images each
 LOCAL_HOST = "127.0.0.1"
 ADDRESS_ENV = "RAY_ADDRESS"
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a single-machine instance, services on 127.0.0.1 only
 
 
 @dataclass(frozen=True)
@@ -244,12 +245,16 @@ def init_ray(address: str | None, local_cpus: int) -> bool:
     initialised in this process (a test's, a notebook's) is used as it is.
     """
     quiet_ray_environment()
+    address = address or os.environ.get(ADDRESS_ENV) or None
+    if not address:
+        # Ray binds its local services to the machine's address unless told it is not a cluster node, which
+        # it reads once, when first imported: a process that imported ray earlier keeps Ray's default.
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     import ray
 
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
-    address = address or os.environ.get(ADDRESS_ENV) or None
     try:
         if address:
             ray.init(address=address, **options)
@@ -307,8 +312,12 @@ def run_study(
     limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    on_batch: Callable[[pa.Table], None] | None = None,
 ) -> StudyOutcome:
-    """Run every pending image of `source` through `settings` on Ray and combine all parts into results.parquet."""
+    """Run every pending image of `source` through `settings` on Ray and combine all parts into results.parquet.
+
+    `on_batch` sees each batch of result rows once it is saved (a benchmark's clock, a UI's progress).
+    """
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
@@ -353,6 +362,8 @@ def run_study(
                 ran, errors = ran + batch.num_rows, errors + failed
                 bar.update(batch.num_rows)
                 bar.set_postfix(errors=errors)
+                if on_batch is not None:
+                    on_batch(batch)
         seconds = time.perf_counter() - begun
     finally:
         if started_ray:
@@ -370,8 +381,20 @@ def _batches(dataset: Any) -> Iterator[pa.Table]:
         raise
     except Exception as exc:  # an actor that cannot start (e.g. weights missing on a node), a lost cluster
         raise XaiLensError(
-            f"The study stopped: {first_line(exc)}; finished images are saved, run the same command to resume."
+            f"The study stopped: {first_line(root_cause(exc))}; finished images are saved, "
+            "run the same command to resume."
         ) from None
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception inside Ray's wrappers (task error -> user-code error -> the real one), for a useful line."""
+    seen = {id(exc)}
+    while True:
+        inner = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
 
 
 def results_path(out_dir: Path) -> Path:
