@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from app.gpu import explain_seconds, gpu, presets_seconds, zero_gpu
-from examples.presets import ensure_presets
 from explainers.cancel import CancelToken, cancellable_progress
 from explainers.errors import XaiLensError
 from explainers.exports import zip_folder
+from explainers.inputs.presets import ensure_presets
 from explainers.methods import by_cost, parse_methods
 from explainers.models import load_model
 from explainers.pipeline import iter_explain

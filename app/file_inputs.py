@@ -11,7 +11,7 @@ cache with no size limit. And a `data:` URL is decoded in full, whatever its siz
 UploadedImage closes these at the component: its preprocess accepts a path only inside Gradio's
 upload folder (checked on the path's text first, then on the real path, before any file is
 opened), a data: URL only within the upload byte limit, and then reads nothing but the header
-(explainers.images.check_header) before handing the path on. Gradio's own decoding never runs.
+(explainers.inputs.images.check_header) before handing the path on. Gradio's own decoding never runs.
 `refuse_remote_files` stops every input component of the app from downloading URLs.
 """
 
@@ -30,8 +30,8 @@ from gradio_client import utils as client_utils
 from PIL import Image
 
 from app.errors import user_error
-from explainers import images
 from explainers.errors import XaiLensError
+from explainers.inputs import images
 
 # Process-wide, and safe here: every image this app opens is held to images.MAX_PIXELS anyway, so
 # Pillow refusing above twice that (and warning above it) from the header only ever stops a file we

@@ -96,7 +96,7 @@ def explain_seconds(arguments: Mapping[str, Any]) -> int:
 def presets_seconds(arguments: Mapping[str, Any]) -> int:
     """Lease for the preset report: every image's methods with that image's LIME samples, then the report."""
     from app import settings
-    from examples.presets import PRESETS
+    from explainers.inputs.presets import PRESETS
 
     per_image = arguments.get("lime_params") or {}
     model_name = str(arguments["model_name"])

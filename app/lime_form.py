@@ -11,8 +11,8 @@ import gradio as gr
 
 from app import settings
 from explainers.errors import XaiLensError
-from explainers.params import validate_explain_kwargs
-from explainers.safe_pickle import REGRESSOR_CLASSES, SEGMENTATION_FUNCTIONS
+from explainers.inputs.lime_kwargs import validate_explain_kwargs
+from explainers.inputs.safe_pickle import REGRESSOR_CLASSES, SEGMENTATION_FUNCTIONS
 
 DEFAULT_REGRESSOR = "lime default (Ridge, alpha=1)"
 DISTANCE_METRICS = ["cosine", "euclidean", "manhattan", "hamming", "jaccard", "chebyshev"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from explainers import limits
-from explainers.params import LIME_DEFAULT_SAMPLES  # noqa: F401 (read by the LIME form)
+from explainers.inputs.lime_kwargs import LIME_DEFAULT_SAMPLES  # noqa: F401 (read by the LIME form)
 
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
 # Work-scaling caps live in explainers.limits, the one place every entry point reads them from; the
@@ -37,7 +37,7 @@ def __getattr__(name: str) -> int:
 # Public-demo queue: one heavy job at a time, a bounded waiting line, bounded uploads.
 HEAVY_CONCURRENCY_ID = "heavy"
 QUEUE_MAX_SIZE = int(os.environ.get("XAI_LENS_QUEUE_MAX", 16))
-MAX_UPLOAD = os.environ.get("XAI_LENS_MAX_UPLOAD", "20mb")  # explainers.images refuses > 20 MB anyway
+MAX_UPLOAD = os.environ.get("XAI_LENS_MAX_UPLOAD", "20mb")  # explainers.inputs.images refuses > 20 MB anyway
 DELETE_CACHE = (3600, 3600)  # every hour, delete gradio's temporary files older than an hour
 RUN_DIR_MAX_AGE_S = 3600
 # ZeroGPU slots, seconds: one explanation, and the ten-preset run.

@@ -11,11 +11,17 @@ from app import settings
 from app.compute import explain_views
 from app.lime_form import LimeForm, lime_form
 from app.settings import AppConfig
-from examples.presets import preset_path
 from explainers import limits
 from explainers.errors import XaiLensError
+from explainers.inputs.param_file import (
+    PRESET_KEYS,
+    default_lime_params,
+    load_lime_params,
+    save_lime_params,
+    total_samples,
+)
+from explainers.inputs.presets import preset_path
 from explainers.models import DEFAULT_MODEL, MODEL_SPECS
-from explainers.params import PRESET_KEYS, default_lime_params, load_lime_params, save_lime_params, total_samples
 
 PARAMS_FILENAME = "explain_params.pkl"
 

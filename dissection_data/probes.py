@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from explainers.errors import XaiLensError
-from explainers.images import load_image
+from explainers.inputs.images import load_image
 
 IMAGENET1000 = "imagenet1000"
 SAMPLE_REPO = "EliSchwartz/imagenet-sample-images"

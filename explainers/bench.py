@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from explainers import precision
 from explainers.errors import XaiLensError
-from explainers.images import load_image
+from explainers.inputs.images import load_image
 from explainers.methods import Saliency, SaliencyMethod, Subject, create_method
 from explainers.methods.cam_common import default_batch_size
 from explainers.methods.scorecam import ScoreCAMMethod
@@ -32,7 +32,7 @@ METHODS = ("gradcam", "ablationcam", "scorecam", "lime")
 
 def preset_images(folder: str | None) -> list[Path]:
     """The ten presets in manifest order, checksum-verified (from --examples-dir, the env, or the cache)."""
-    from examples.presets import ensure_presets
+    from explainers.inputs.presets import ensure_presets
 
     return [path for _, path in ensure_presets(folder, progress=False)]
 

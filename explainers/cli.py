@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_lime_params(path: str | None) -> dict | None:
     if path is None:
         return None
-    from explainers.params import load_lime_params
+    from explainers.inputs.param_file import load_lime_params
 
     return load_lime_params(Path(path))
 
@@ -163,9 +163,9 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from examples.presets import ensure_presets
+    from explainers.inputs.param_file import default_lime_params
+    from explainers.inputs.presets import ensure_presets
     from explainers.models import load_model
-    from explainers.params import default_lime_params
     from explainers.report import answer_agreement_vs_faithfulness, answer_simple_vs_complex, build_report
 
     metric_options = _metric_options(args) or {}
@@ -194,7 +194,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_params(args: argparse.Namespace) -> int:
-    from explainers.params import default_lime_params, load_lime_params, save_lime_params
+    from explainers.inputs.param_file import default_lime_params, load_lime_params, save_lime_params
 
     if args.params_command == "export":
         save_lime_params(default_lime_params(), args.path)

@@ -1,7 +1,7 @@
 """Every cap on the work one request may ask for, defined once and read by every entry point.
 
 The library (explain, presets, the CLI) and the app (explain, presets run, parameter preview,
-validate, inspect, download) all validate LIME settings through explainers.params, which reads
+validate, inspect, download) all validate LIME settings through explainers.inputs.param_file, which reads
 these caps; app/settings.py imports them instead of keeping copies. Caps that depend on the
 environment (the public demo's LIME cap) are read when asked for, not at import, so a server
 started with XAI_LENS_LIME_MAX_SAMPLES set enforces it even if this module was imported first.

@@ -16,7 +16,7 @@ import torch
 from explainers import agreement, precision, render
 from explainers.cancel import CancelToken
 from explainers.errors import XaiLensError
-from explainers.images import ImageSource, load_image
+from explainers.inputs.images import ImageSource, load_image
 from explainers.masks import DEFAULT_RULE, masks_for, parse_rule
 from explainers.methods import METHODS, Saliency, SaliencyMethod, Subject, by_cost, create_method, parse_methods
 from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel, weights_label

@@ -22,7 +22,7 @@ from sklearn.linear_model import BayesianRidge, ElasticNet, Lasso, LinearRegress
 from sklearn.metrics import pairwise_distances
 
 from explainers import limits
-from explainers.safe_pickle import SEGMENTATION_FUNCTIONS
+from explainers.inputs.safe_pickle import SEGMENTATION_FUNCTIONS
 
 
 def _timed(work: Callable[[], Any]) -> tuple[float, Any]:

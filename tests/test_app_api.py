@@ -13,7 +13,8 @@ from PIL import Image
 
 from app.lime_form import DEFAULT_REGRESSOR
 from app.tab_explain import TOP1
-from explainers.params import MAX_SAMPLES, default_lime_params, load_lime_params
+from explainers.inputs.lime_kwargs import MAX_SAMPLES
+from explainers.inputs.param_file import default_lime_params, load_lime_params
 
 pytestmark = pytest.mark.slow
 SEGMENTATION = '{"kernel_size": 4, "max_dist": 200, "ratio": 0.2}'

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explainers import images
 from explainers.errors import XaiLensError
-from explainers.images import load_image
+from explainers.inputs import images
+from explainers.inputs.images import load_image
 from explainers.pipeline import explain_image
 
 RED, BLUE, GREEN, WHITE = (255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 255)

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from app.file_inputs import MAX_DATA_URL_CHARS, REMOTE_REFUSED, UPLOAD_ONLY
-from explainers.images import MAX_FILE_BYTES
+from explainers.inputs.images import MAX_FILE_BYTES
 
 pytestmark = pytest.mark.slow
 META = {"_type": "gradio.FileData"}

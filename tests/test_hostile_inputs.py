@@ -28,7 +28,7 @@ from PIL import Image
 
 from app.file_inputs import MAX_DATA_URL_CHARS, REMOTE_REFUSED, UPLOAD_ONLY
 from app.tab_explain import TOP1
-from explainers.images import MAX_FILE_BYTES
+from explainers.inputs.images import MAX_FILE_BYTES
 
 pytestmark = pytest.mark.slow
 ATTACK_TIMEOUT_S = 60

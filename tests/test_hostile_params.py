@@ -28,7 +28,7 @@ from PIL import Image
 
 from app.lime_form import DEFAULT_REGRESSOR
 from app.tab_explain import TOP1
-from explainers.params import PRESET_KEYS, default_lime_params
+from explainers.inputs.param_file import PRESET_KEYS, default_lime_params
 
 pytestmark = pytest.mark.slow
 PUBLIC_CAP = 2000

@@ -49,9 +49,9 @@ def test_pip_install_gives_python_m_explainers_from_the_installed_copy(tmp_path)
     assert "usage: python -m explainers" in helped.stdout and "explain" in helped.stdout
 
     code = (
-        "import importlib.resources as r, explainers, dissection_data, examples, app, explainers.methods as m;"
+        "import importlib.resources as r, explainers, dissection_data, app, explainers.methods as m;"
         "print(explainers.__file__);"
-        "print(r.files('examples').joinpath('manifest.json').is_file());"
+        "print(r.files('explainers').joinpath('inputs/presets.json').is_file());"
         "print(r.files('explainers').joinpath('data/places365_categories.txt').is_file());"
         "print(r.files('dissection_data').joinpath('tables/demo/resnet18').is_dir());"
         "print(','.join(m.METHODS))"

@@ -13,16 +13,14 @@ from lime.wrappers.scikit_image import SegmentationAlgorithm
 from sklearn.linear_model import Lasso, Ridge
 
 from explainers.errors import XaiLensError
-from explainers.params import (
+from explainers.inputs.lime_kwargs import lime_call_kwargs, segmentation_from_spec, validate_explain_kwargs
+from explainers.inputs.param_file import (
     MAX_FILE_BYTES,
     PRESET_KEYS,
     default_lime_params,
-    lime_call_kwargs,
     load_lime_params,
     restricted_loads,
     save_lime_params,
-    segmentation_from_spec,
-    validate_explain_kwargs,
     validate_lime_params,
 )
 

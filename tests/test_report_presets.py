@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explainers.params import default_lime_params
+from explainers.inputs.param_file import default_lime_params
 from explainers.report import answer_simple_vs_complex, build_report, edge_density
 
 pytestmark = pytest.mark.presets
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.presets
 
 @pytest.fixture(scope="module")
 def report(resnet18_random, examples_dir, tmp_path_factory):
-    from examples.presets import ensure_presets
+    from explainers.inputs.presets import ensure_presets
 
     presets = ensure_presets(examples_dir, progress=False)
     params = {key: {**value, "num_samples": 40} for key, value in default_lime_params().items()}

@@ -22,10 +22,10 @@ from numpy._core.multiarray import _reconstruct
 from sklearn.linear_model import BayesianRidge, ElasticNet, Lasso, Ridge
 
 from explainers.errors import XaiLensError
-from explainers.params import (
+from explainers.inputs.lime_kwargs import lime_call_kwargs
+from explainers.inputs.param_file import (
     PRESET_KEYS,
     default_lime_params,
-    lime_call_kwargs,
     load_lime_params,
     restricted_loads,
     save_lime_params,
@@ -97,7 +97,8 @@ def test_reconstruct_with_object_state_is_refused_and_the_process_survives(tmp_p
     path = tmp_path / "evil.pkl"
     path.write_bytes(payload)
     code = (
-        "import sys\nfrom explainers.errors import XaiLensError\nfrom explainers.params import load_lime_params\n"
+        "import sys\nfrom explainers.errors import XaiLensError\n"
+        "from explainers.inputs.param_file import load_lime_params\n"
         "try:\n    load_lime_params(sys.argv[1])\nexcept XaiLensError as exc:\n    print('REFUSED', exc)\n"
     )
     # in a child process: if the reader crashed, it would take only the child down, and this test would say so

@@ -21,9 +21,9 @@ from explainers import cli
 from explainers.agreement import iou
 from explainers.cancel import CancelToken
 from explainers.errors import XaiLensError
+from explainers.inputs.param_file import PRESET_KEYS
 from explainers.masks import parse_rule
 from explainers.methods.base import Subject
-from explainers.params import PRESET_KEYS
 from explainers.tuning.__main__ import main as tuning_main
 from explainers.tuning.export import choose, export
 from explainers.tuning.objective import measure

@@ -54,7 +54,7 @@ CPU_REASON = (
 def test_durations_grow_with_the_request_and_stay_capped():
     from app import settings
     from app.gpu import WORKER_START_S, explain_seconds, presets_seconds
-    from explainers.params import default_lime_params
+    from explainers.inputs.param_file import default_lime_params
 
     def explain(methods, model="resnet50", samples=1000):
         return explain_seconds({"methods": methods, "model_name": model, "lime_params": {"num_samples": samples}})
@@ -160,7 +160,7 @@ def test_a_refusal_in_the_worker_comes_back_as_its_one_line(tmp_path):
 def test_lime_settings_from_the_form_pickle():
     """Every segmentation and regressor choice the form offers reaches the worker intact."""
     from app.lime_form import DEFAULT_REGRESSOR, LimeForm
-    from explainers.safe_pickle import REGRESSOR_CLASSES, SEGMENTATION_FUNCTIONS
+    from explainers.inputs.safe_pickle import REGRESSOR_CLASSES, SEGMENTATION_FUNCTIONS
 
     for segmentation in SEGMENTATION_FUNCTIONS:
         for regressor in [DEFAULT_REGRESSOR, *REGRESSOR_CLASSES]:

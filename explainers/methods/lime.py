@@ -21,12 +21,12 @@ from lime.lime_image import ImageExplanation, LimeImageExplainer
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from explainers.errors import XaiLensError
+from explainers.inputs.segmentation import NAMED_DEFAULTS
 from explainers.limits import MAX_SUPERPIXELS
 from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size
 from explainers.models import LoadedModel
 from explainers.oom import run_with_backoff
-from explainers.segmentation import NAMED_DEFAULTS
 
 DEFAULT_EXPLAINER_SEED = 0
 ProgressCallback = Callable[[int, int], None]
@@ -176,7 +176,7 @@ class LimeMethod(SaliencyMethod):
         explainer_seed: int | None = None,
         **explain_kwargs: Any,
     ) -> None:
-        from explainers.params import lime_call_kwargs, validate_explain_kwargs
+        from explainers.inputs.lime_kwargs import lime_call_kwargs, validate_explain_kwargs
 
         self.reference = reference
         self.model_batch_size = model_batch_size

@@ -124,7 +124,7 @@ def focus_pairs(methods: Sequence[str]) -> tuple[list[tuple[str, str]], str]:
 
 def preset_ids(ids: Sequence[str]) -> dict[str, str]:
     """Image id -> preset key, for the ten presets found among the study's ids (by their file stems)."""
-    from examples.presets import PRESETS
+    from explainers.inputs.presets import PRESETS
 
     stems = {Path(preset.filename).stem: preset.key for preset in PRESETS}
     found = {}

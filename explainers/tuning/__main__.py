@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _preset_images(examples_dir: str | None, wanted: str | None) -> dict[str, Path]:
-    from examples.presets import PRESET_KEYS, find_preset, preset_path
+    from explainers.inputs.presets import PRESET_KEYS, find_preset, preset_path
 
     keys = PRESET_KEYS if wanted is None else tuple(find_preset(k.strip()).key for k in wanted.split(",") if k.strip())
     if not keys:

@@ -19,7 +19,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from explainers.errors import XaiLensError
-from explainers.params import PRESET_KEYS, default_lime_params, save_lime_params
+from explainers.inputs.param_file import PRESET_KEYS, default_lime_params, save_lime_params
 from explainers.render import figure_png
 from explainers.tuning.study import ImageResult, TrialRecord, TuningResult
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from explainers.agreement import iou
 from explainers.errors import XaiLensError
+from explainers.inputs.segmentation import segmentation_from_spec
 from explainers.masks import MaskRule, masks_for
 from explainers.methods.base import Saliency, Subject
 from explainers.methods.lime import LimeMethod, check_superpixels
-from explainers.segmentation import segmentation_from_spec
 
 IMPLEMENTATIONS = ("lime", "fast")
 # How a trial's seconds are read from its LIME run; the default is the wall time LimeMethod measured.

@@ -21,13 +21,13 @@ from PIL import Image
 
 from explainers import limits
 from explainers.errors import XaiLensError
+from explainers.inputs.param_file import default_lime_params
+from explainers.inputs.segmentation import NAMED_DEFAULTS
+from explainers.inputs.user_files import read_limited
 from explainers.masks import MaskRule, masks_for, parse_rule
 from explainers.methods import create_method
 from explainers.methods.base import Subject
 from explainers.methods.lime import LimeMethod
-from explainers.params import default_lime_params
-from explainers.segmentation import NAMED_DEFAULTS
-from explainers.user_files import read_limited
 
 NAMED_REFERENCES = ("converged", "cam-consensus")
 CONVERGED_SAMPLES = 5000  # lime's default is 1000; the top superpixels barely move past a few thousand

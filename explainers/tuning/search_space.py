@@ -15,7 +15,8 @@ import optuna
 
 from explainers import limits
 from explainers.errors import XaiLensError
-from explainers.params import PRESET_KEYS, validate_explain_kwargs
+from explainers.inputs.lime_kwargs import validate_explain_kwargs
+from explainers.inputs.param_file import PRESET_KEYS
 
 FAMILIES: tuple[str, ...] = ("quickshift", "slic", "felzenszwalb")
 # hide_color: None is lime's own (each superpixel painted its mean colour), 0 black, 128 mid grey.

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from explainers import limits
 from explainers.cancel import CancelledError, CancelToken
 from explainers.errors import XaiLensError
-from explainers.images import ImageSource
+from explainers.inputs.images import ImageSource
 from explainers.masks import DEFAULT_RULE, MaskRule, parse_rule
 from explainers.methods.base import Subject
 from explainers.models import LoadedModel

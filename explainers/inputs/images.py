@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from explainers.errors import XaiLensError
-from explainers.user_files import read_limited
+from explainers.inputs.user_files import read_limited
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # e.g. 8000x5000; larger images are refused before decoding

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from explainers.errors import XaiLensError
 
-MANIFEST_PATH = Path(__file__).with_name("manifest.json")
+MANIFEST_PATH = Path(__file__).with_name("presets.json")
 ENV_VAR = "XAI_LENS_EXAMPLES_DIR"
 DOWNLOAD_TIMEOUT_S = 30
 MAX_DOWNLOAD_BYTES = 5 * 2**20  # the largest preset is about 270 kB

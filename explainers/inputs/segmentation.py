@@ -19,8 +19,8 @@ import numpy as np
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from explainers.errors import XaiLensError
+from explainers.inputs.safe_pickle import SEGMENTATION_FUNCTIONS
 from explainers.limits import check_segmentation_number
-from explainers.safe_pickle import SEGMENTATION_FUNCTIONS
 
 # What a bare name means. quickshift: lime's own default (about 30-80 superpixels on a 224 crop).
 # slic / felzenszwalb: settings giving a similar number of superpixels on a 224 crop.

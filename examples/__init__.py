@@ -1,1 +1,0 @@
-"""The ten preset ImageNet images: a manifest, and a downloader/cache that verifies every byte."""
