@@ -42,8 +42,8 @@ def prepare_models(weights: str) -> list[str]:
     without it, and a request for it gets the same one-line reason.
     """
     from app.gpu import zero_gpu
+    from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, load_model
     from explainers.errors import XaiLensError
-    from explainers.models import DEFAULT_MODEL, MODEL_SPECS, load_model
     from explainers.pipeline import explain_image
 
     loaded = []

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from app.gpu import explain_seconds, gpu, presets_seconds, zero_gpu
-from explainers.cancel import CancelToken, cancellable_progress
+from explainers.engine.cancel import CancelToken, cancellable_progress
+from explainers.engine.models import load_model
 from explainers.errors import XaiLensError
 from explainers.exports import zip_folder
 from explainers.inputs.presets import ensure_presets
 from explainers.methods import by_cost, parse_methods
-from explainers.models import load_model
 from explainers.pipeline import iter_explain
 from explainers.report import answer_simple_vs_complex, build_report, iou_table_markdown
 from explainers.snapshot import ExplanationView, snapshot

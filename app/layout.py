@@ -13,8 +13,8 @@ from app.tab_explain import build_explain_tab
 from app.tab_neurons import build_neurons_tab
 from app.tab_params import build_params_tab
 from app.tab_presets import build_presets_tab
+from explainers.engine.models import RANDOM_WEIGHTS_WARNING
 from explainers.inputs.images import MAX_FILE_BYTES
-from explainers.models import RANDOM_WEIGHTS_WARNING
 
 TITLE = "XAI Lens: where does the classifier look?"
 CSS = (

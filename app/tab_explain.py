@@ -14,12 +14,12 @@ from app.file_inputs import UploadedImage
 from app.lime_form import LimeForm, lime_form
 from app.settings import AppConfig
 from explainers import render
+from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, model_spec
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import default_lime_params
 from explainers.inputs.presets import PRESETS, ensure_presets
 from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, EXTRA_METHODS, METHODS
-from explainers.models import DEFAULT_MODEL, MODEL_SPECS, model_spec
 from explainers.snapshot import ExplanationView
 
 TOP1 = "top-1 (the model's prediction)"

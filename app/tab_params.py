@@ -12,6 +12,7 @@ from app.compute import explain_views
 from app.lime_form import LimeForm, lime_form
 from app.settings import AppConfig
 from explainers import limits
+from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import (
     PRESET_KEYS,
@@ -21,7 +22,6 @@ from explainers.inputs.param_file import (
     total_samples,
 )
 from explainers.inputs.presets import preset_path
-from explainers.models import DEFAULT_MODEL, MODEL_SPECS
 
 PARAMS_FILENAME = "explain_params.pkl"
 

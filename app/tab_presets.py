@@ -11,11 +11,11 @@ from app.compute import run_presets
 from app.settings import AppConfig
 from app.tab_explain import method_choices
 from explainers import limits
+from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import PRESET_KEYS, default_lime_params, load_lime_params, validate_lime_params
 from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, EXTRA_METHODS
-from explainers.models import DEFAULT_MODEL, MODEL_SPECS
 
 
 def samples_for_every_image(value: object) -> int | None:

@@ -28,9 +28,9 @@ from dissection_data.paths import TABLES_DIR, cache_dir
 from dissection_data.probes import IMAGENET1000, ProbeSet, resolve_probe_set
 from dissection_data.similarity import DEFAULT_PARAMS, DEFAULT_SIMILARITY, similarity_function
 from dissection_data.tables import DEMO_WARNING, write_table
+from explainers.engine.models import RANDOM_WEIGHTS_WARNING, load_model, weights_label
+from explainers.engine.provenance import library_versions
 from explainers.errors import XaiLensError
-from explainers.models import RANDOM_WEIGHTS_WARNING, load_model, weights_label
-from explainers.provenance import library_versions
 
 DEFAULT_MODELS = ("resnet18", "resnet18-places365")
 DEFAULT_LAYERS = ("layer3", "layer4", "fc")

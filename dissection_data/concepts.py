@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from explainers.engine.models import imagenet_categories, places365_categories
 from explainers.errors import XaiLensError
-from explainers.models import imagenet_categories, places365_categories
 
 WORDS_20K = "20k"
 WORD_COUNT = 20_000

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from explainers import precision
+from explainers.engine import precision
+from explainers.engine.models import LoadedModel, load_model
 from explainers.errors import XaiLensError
 from explainers.inputs.images import load_image
 from explainers.methods import Saliency, SaliencyMethod, Subject, create_method
 from explainers.methods.cam_common import default_batch_size
 from explainers.methods.scorecam import ScoreCAMMethod
-from explainers.models import LoadedModel, load_model
 
 METHODS = ("gradcam", "ablationcam", "scorecam", "lime")
 

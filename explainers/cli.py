@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
 from explainers.errors import XaiLensError
 from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, METHODS
-from explainers.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -120,7 +120,7 @@ def _lime_entry(params: dict | None, image: Path, chosen_key: str | None) -> dic
 def run_explain(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from explainers.models import load_model
+    from explainers.engine.models import load_model
     from explainers.pipeline import iter_explain, write_iou_csv
 
     metric_options = _metric_options(args)
@@ -163,9 +163,9 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from explainers.engine.models import load_model
     from explainers.inputs.param_file import default_lime_params
     from explainers.inputs.presets import ensure_presets
-    from explainers.models import load_model
     from explainers.report import answer_agreement_vs_faithfulness, answer_simple_vs_complex, build_report
 
     metric_options = _metric_options(args) or {}
@@ -209,7 +209,7 @@ def run_params(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "tf32", None):
-        from explainers import precision
+        from explainers.engine import precision
 
         precision.configure(True)
     runners = {"explain": run_explain, "report": run_report, "params": run_params}

@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from explainers import agreement, precision, render
-from explainers.cancel import CancelToken
+from explainers import agreement, render
+from explainers.engine import precision
+from explainers.engine.cancel import CancelToken
+from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel, weights_label
+from explainers.engine.provenance import library_versions
 from explainers.errors import XaiLensError
 from explainers.inputs.images import ImageSource, load_image
 from explainers.masks import DEFAULT_RULE, masks_for, parse_rule
 from explainers.methods import METHODS, Saliency, SaliencyMethod, Subject, by_cost, create_method, parse_methods
-from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel, weights_label
-from explainers.provenance import library_versions
 
 _VERSIONED = ("torch", "torchvision", "grad-cam", "lime", "numpy", "scikit-image")
 

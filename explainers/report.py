@@ -16,12 +16,12 @@ from skimage.feature import canny
 from tqdm.auto import tqdm
 
 from explainers import render
+from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from explainers.faithfulness import measure_explanation
 from explainers.faithfulness.figures import metrics_bar_chart
 from explainers.faithfulness.randomization import UNCHANGED_SPEARMAN
 from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, METHODS, create_method
-from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from explainers.pipeline import Explanation, explain_image, write_iou_csv
 
 SIMPLE_EXAMPLE, COMPLEX_EXAMPLE = "goldfish", "kite"

@@ -13,7 +13,7 @@ from reference import trainable_copy
 
 @pytest.fixture(scope="session")
 def resnet18_random():
-    from explainers.models import load_model
+    from explainers.engine.models import load_model
 
     return load_model("resnet18", "random", "cpu")
 

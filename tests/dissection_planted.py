@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from dissection_data.synthetic import COLOURS, SHAPES, shape_mask, shape_radii
-from explainers.models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, ModelSpec
+from explainers.engine.models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, ModelSpec
 
 SIDE = 64
 SIZES_PER_SHAPE = 4

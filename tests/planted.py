@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from explainers.models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, ModelSpec
+from explainers.engine.models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, ModelSpec
 
 SIZE = 224
 PATCH = 72  # 72x72 is ~10% of the crop, the share the default top:0.10 mask keeps

@@ -10,7 +10,7 @@ import pytest
 import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from explainers.models import resolve_layer
+from explainers.engine.models import resolve_layer
 
 
 def grad_cam_map(cam_class, module, layer_path, tensor, target, **attributes):

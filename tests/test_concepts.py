@@ -20,8 +20,8 @@ from dissection_data.synthetic import COLOURS, SHAPES, shape_image, shape_mask, 
 from dissection_data.tables import NeuronRow, NeuronTable
 from explainers.concepts import UNLABELLED, attribute_concepts
 from explainers.concepts.render import concepts_figure, summary_lines
+from explainers.engine.models import LoadedModel, ModelSpec, load_model
 from explainers.errors import XaiLensError
-from explainers.models import LoadedModel, ModelSpec, load_model
 
 
 def _crop(seed: int = 0) -> np.ndarray:

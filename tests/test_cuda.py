@@ -13,7 +13,7 @@ from lime.lime_image import LimeImageExplainer
 from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
 from reference import assert_same_lime, grad_cam_map, trainable_copy
 
-from explainers import precision
+from explainers.engine import precision
 from explainers.methods import Subject, create_method
 from explainers.methods.ablationcam import AblationCAMMethod
 from explainers.methods.lime import LimeMethod, classifier_for
@@ -25,7 +25,7 @@ TARGET = 207
 
 @pytest.fixture(scope="module")
 def cuda_model():
-    from explainers.models import load_model
+    from explainers.engine.models import load_model
 
     return load_model("resnet18", "random", "cuda")
 
@@ -41,7 +41,7 @@ def _no_hooks(module: torch.nn.Module) -> bool:
 
 def test_loading_on_cuda_turns_tf32_off(cuda_model):
     """PyTorch's default lets cuDNN use TF32; the maps must be float32's, so loading turns it off."""
-    from explainers.models import load_model
+    from explainers.engine.models import load_model
 
     assert not precision.tf32_enabled()
     precision.configure(True)

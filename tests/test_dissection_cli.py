@@ -86,7 +86,7 @@ def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
 
 
 def test_missing_checkpoint_is_one_line_from_both_commands(tiny_setup, tmp_path, capsys):
-    """Both command lines load weights through explainers.models: one test for the message each prints."""
+    """Both command lines load weights through explainers.engine.models: one test for the message each prints."""
     from PIL import Image
 
     from explainers.cli import main as explainers_main
@@ -104,7 +104,7 @@ def test_missing_checkpoint_is_one_line_from_both_commands(tiny_setup, tmp_path,
 
 
 def test_unreachable_published_weights_are_one_line(tiny_setup, monkeypatch, capsys):
-    from explainers import models
+    from explainers.engine import models
 
     def offline(spec):
         raise models.WeightsUnavailableError(f"The {spec.title} weights are not on this machine (offline).")

@@ -11,8 +11,8 @@ from PIL import Image
 
 from dissection_data import probes
 from dissection_data.concepts import clean_concepts, default_concept_set, file_concept_set, readable_class_name
+from explainers.engine.models import imagenet_categories
 from explainers.errors import XaiLensError
-from explainers.models import imagenet_categories
 
 
 def _fake_listing(count=1000):

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from explainers.cancel import CancelledError, CancelToken, cancellable_progress
+from explainers.engine.cancel import CancelledError, CancelToken, cancellable_progress
+from explainers.engine.oom import is_out_of_memory, run_with_backoff
 from explainers.errors import XaiLensError
-from explainers.oom import is_out_of_memory, run_with_backoff
 from explainers.pipeline import explain_image
 
 # ---------------------------------------------------------------- out of memory -> smaller batch
@@ -199,7 +199,7 @@ def test_lime_out_of_memory_retries_smaller_and_gives_the_same_explanation(resne
 def test_a_stopped_request_ends_inside_the_method(planted, name):
     from planted import patch_image
 
-    from explainers.cancel import CancelledError, CancelToken
+    from explainers.engine.cancel import CancelledError, CancelToken
     from explainers.methods import Subject, create_method
 
     image, _ = patch_image(50, 50)

@@ -13,7 +13,7 @@ import torchvision
 from PIL import Image
 from safetensors.torch import save_file
 
-from explainers import models
+from explainers.engine import models
 from explainers.errors import XaiLensError
 
 

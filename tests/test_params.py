@@ -359,7 +359,7 @@ def test_too_many_superpixels_are_refused_before_any_sample(resnet18_random):
 
 
 def test_lime_checks_the_token_before_and_after_segmentation(resnet18_random, photo_crop):
-    from explainers.cancel import CancelledError, CancelToken
+    from explainers.engine.cancel import CancelledError, CancelToken
 
     token, segmented = CancelToken(), []
 
@@ -381,7 +381,7 @@ def test_lime_checks_the_token_before_and_after_segmentation(resnet18_random, ph
 def test_lime_checks_the_token_between_regressions(resnet18_random, photo_crop, monkeypatch):
     from lime.lime_base import LimeBase
 
-    from explainers.cancel import CancelledError, CancelToken
+    from explainers.engine.cancel import CancelledError, CancelToken
 
     token, fitted = CancelToken(), []
     fit_one_label = LimeBase.explain_instance_with_data

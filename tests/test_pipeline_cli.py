@@ -120,7 +120,7 @@ def test_cli_bad_options_are_one_line_errors(tmp_path, capsys, args, message):
 
 
 def test_a_cancelled_run_stops_at_the_next_method(planted):
-    from explainers.cancel import CancelledError, CancelToken
+    from explainers.engine.cancel import CancelledError, CancelToken
 
     image, _ = patch_image(10, 10)
     token = CancelToken()
@@ -134,7 +134,7 @@ def test_a_cancelled_run_stops_at_the_next_method(planted):
 
 def test_the_app_worker_stops_past_its_deadline(tmp_path):
     from app.compute import explain_views
-    from explainers.cancel import CancelledError
+    from explainers.engine.cancel import CancelledError
 
     path = tmp_path / "img.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(path)

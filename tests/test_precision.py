@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explainers import precision
+from explainers.engine import precision
 
 
 @pytest.fixture(autouse=True)

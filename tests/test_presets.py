@@ -42,7 +42,7 @@ def test_the_manifest_holds_the_ten_keys_the_readme_promises():
     """The keys come from the manifest alone; the README's parameter-file contract lists them in order."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     promised = readme.split("exactly the ten keys", 1)[1].split("`")[1]
-    assert presets.PRESET_KEYS == tuple(" ".join(promised.split()).split(", "))
+    assert tuple(" ".join(promised.split()).split(", ")) == presets.PRESET_KEYS
 
 
 def test_manifest_entries_are_consistent():

@@ -74,7 +74,7 @@ def test_scorecam_shares_one_pass_between_constant_channels(planted):
 
     from planted import patch_image
 
-    from explainers.models import LoadedModel
+    from explainers.engine.models import LoadedModel
 
     module = copy.deepcopy(planted.module)
     with torch.no_grad():

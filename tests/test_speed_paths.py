@@ -15,13 +15,13 @@ from pytorch_grad_cam import AblationCAM, ScoreCAM
 from reference import assert_same_lime, grad_cam_map
 from torch import nn
 
-from explainers.inference import fold_for_inference
+from explainers.engine.inference import fold_for_inference
+from explainers.engine.models import LoadedModel
 from explainers.methods import Subject, by_cost, create_method
 from explainers.methods.ablationcam import AblationCAMMethod
 from explainers.methods.fx_tail import TailUnavailableError, split_after
 from explainers.methods.lime import BatchedLimeExplainer, LimeMethod, classifier_for
 from explainers.methods.scorecam import ScoreCAMMethod, plan_passes
-from explainers.models import LoadedModel
 
 TARGET = 207
 
@@ -117,7 +117,7 @@ def test_pass_plan_groups_constant_and_duplicate_channels():
 def _expected_forward_passes(module: nn.Module, layer: str, batch: torch.Tensor) -> int:
     """Counted the plain way: one pass for the activations, one per distinct non-constant upsampled channel
     (compared as raw bytes), and one shared by all constant channels if there are any."""
-    from explainers.models import resolve_layer
+    from explainers.engine.models import resolve_layer
 
     outputs = []
     handle = resolve_layer(module, layer).register_forward_hook(lambda _m, _i, output: outputs.append(output))

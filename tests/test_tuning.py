@@ -19,7 +19,7 @@ from planted import patch_image
 
 from explainers import cli
 from explainers.agreement import iou
-from explainers.cancel import CancelToken
+from explainers.engine.cancel import CancelToken
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import PRESET_KEYS
 from explainers.masks import parse_rule

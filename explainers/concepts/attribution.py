@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from dissection_data.tables import NeuronRow, NeuronTable
+from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from explainers.errors import XaiLensError
-from explainers.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 
 EXACT_LAYER = "layer4"
 FIRST_ORDER_LAYER = "layer3"

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from explainers.cancel import CancelToken
+from explainers.engine.cancel import CancelToken
+from explainers.engine.models import LoadedModel
 from explainers.errors import XaiLensError
 from explainers.faithfulness.deletion_insertion import (
     BASELINES,
@@ -26,7 +27,6 @@ from explainers.faithfulness.deletion_insertion import (
 from explainers.faithfulness.randomization import Cascade, check_stages, randomization_cascade
 from explainers.faithfulness.road import DEFAULT_SEED, road_combined
 from explainers.methods import SaliencyMethod, create_method
-from explainers.models import LoadedModel
 
 __all__ = [
     "BASELINES",

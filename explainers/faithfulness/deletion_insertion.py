@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from explainers.cancel import CancelToken
+from explainers.engine.cancel import CancelToken
+from explainers.engine.models import LoadedModel
 from explainers.errors import XaiLensError
 from explainers.faithfulness.perturbation import pixel_ranks, target_probabilities
-from explainers.models import LoadedModel
 
 DEFAULT_STEPS = 20
 MAX_STEPS = 500  # finer than ~100 pixels a step changes nothing a person can read, at 2 passes a step

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from explainers.cancel import CancelToken
-from explainers.models import LoadedModel
-from explainers.oom import run_with_backoff
+from explainers.engine.cancel import CancelToken
+from explainers.engine.models import LoadedModel
+from explainers.engine.oom import run_with_backoff
 
 # On a 2-core CPU larger batches gain nothing; on a GPU one batch holds every pass of a metric.
 _BATCH = {"cpu": 8}

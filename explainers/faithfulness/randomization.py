@@ -19,10 +19,10 @@ import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
-from explainers.cancel import CancelToken
+from explainers.engine.cancel import CancelToken
+from explainers.engine.models import LoadedModel, resolve_layer
 from explainers.errors import XaiLensError
 from explainers.methods import SaliencyMethod, Subject
-from explainers.models import LoadedModel, resolve_layer
 
 DEFAULT_SEED = 0
 # Above this rank correlation with the original at the end of the cascade, a map has not really changed:

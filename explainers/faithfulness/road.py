@@ -22,9 +22,9 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 
-from explainers.cancel import CancelToken
+from explainers.engine.cancel import CancelToken
+from explainers.engine.models import LoadedModel
 from explainers.faithfulness.perturbation import target_probabilities
-from explainers.models import LoadedModel
 
 PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 NOISE = 0.01

@@ -20,6 +20,7 @@ import torch
 from pytorch_grad_cam import AblationCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from explainers.engine.oom import run_with_backoff
 from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import (
     activations_and_logits,
@@ -29,7 +30,6 @@ from explainers.methods.cam_common import (
     weighted_cam_map,
 )
 from explainers.methods.fx_tail import Tail, TailUnavailableError, split_after
-from explainers.oom import run_with_backoff
 
 # grad-cam's AblationLayer: zero when the layer's minimum is 0, else (min - 1e7), re-read after
 # each row it writes, so row j of a batch gets min0 - (j + 1) * 1e7.

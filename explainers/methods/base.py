@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import torch
 
-from explainers.cancel import CancelToken
+from explainers.engine.cancel import CancelToken
+from explainers.engine.models import LoadedModel
 from explainers.errors import XaiLensError
-from explainers.models import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from pytorch_grad_cam.utils.image import scale_cam_image
 
-from explainers.models import LoadedModel
+from explainers.engine.models import LoadedModel
 
 
 def weighted_cam_map(weights: np.ndarray, activations: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -20,13 +20,13 @@ import torch
 from lime.lime_image import ImageExplanation, LimeImageExplainer
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
+from explainers.engine.models import LoadedModel
+from explainers.engine.oom import run_with_backoff
 from explainers.errors import XaiLensError
 from explainers.inputs.segmentation import NAMED_DEFAULTS
 from explainers.limits import MAX_SUPERPIXELS
 from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size
-from explainers.models import LoadedModel
-from explainers.oom import run_with_backoff
 
 DEFAULT_EXPLAINER_SEED = 0
 ProgressCallback = Callable[[int, int], None]
@@ -84,7 +84,7 @@ def classifier_for(
     """lime's classifier_fn: NxHxWx3 crops (uint8 or [0,1] float) -> NxC probabilities, in device-sized chunks.
 
     Also takes a torch tensor already on the device (BatchedLimeExplainer's GPU path). Inputs go
-    in channels-last layout through the BatchNorm-folded copy of the model (explainers.inference),
+    in channels-last layout through the BatchNorm-folded copy of the model (explainers.engine.inference),
     which makes each pass faster on both CPU and GPU; `plain=True` gives the classifier a lime user
     would write (the model as loaded, default layout), for the reference runs.
     """

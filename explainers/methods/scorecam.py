@@ -5,7 +5,7 @@ every channel whose upsampled activation is constant masks the input to all zero
 channels share one masked input (scored in the last batch, not a pass of its own); channels with
 identical activations make identical masks, so each distinct one runs once; masked inputs are
 built batch by batch (grad-cam holds ~1.15 GiB of them at once for a ResNet50), in channels-last
-layout, through the BatchNorm-folded copy of the model (explainers.inference; ~1.5x faster per
+layout, through the BatchNorm-folded copy of the model (explainers.engine.inference; ~1.5x faster per
 pass than grad-cam's on a 2-core CPU), and scores stay on the device until the end. At the
 default layer the activations come from that copy too, without a hook. Mixed precision is an
 opt-in (`autocast=True`): it changes the scores slightly, and the benchmark reports the map's
@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from pytorch_grad_cam import ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from explainers.engine.oom import run_with_backoff
 from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 from explainers.methods.cam_common import default_batch_size, layer_activations, weighted_cam_map
-from explainers.oom import run_with_backoff
 
 
 def _masks_for(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

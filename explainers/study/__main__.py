@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _checked_settings(args: argparse.Namespace):
     """Every option checked here, before Ray starts or an image is read: bad input fails in one line."""
+    from explainers.engine.models import load_model
     from explainers.methods import parse_methods
-    from explainers.models import load_model
     from explainers.study.runner import StudySettings
 
     methods = tuple(parse_methods(args.methods))

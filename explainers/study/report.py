@@ -19,8 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import bootstrap, rankdata, spearmanr
 
+from explainers.engine.models import RANDOM_WEIGHTS_WARNING
 from explainers.methods import METHODS
-from explainers.models import RANDOM_WEIGHTS_WARNING
 from explainers.render import figure_png
 from explainers.study.measures import MEASURES
 from explainers.study.results import iou_column, pair_keys

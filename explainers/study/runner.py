@@ -167,7 +167,7 @@ class ExplainActor:
     def __init__(self, settings: StudySettings, threads: int) -> None:
         import torch
 
-        from explainers.models import load_model
+        from explainers.engine.models import load_model
 
         torch.set_num_threads(max(1, threads))
         self.settings = settings

@@ -75,7 +75,7 @@ def imagenet1000_source(cache: Path | None = None) -> StudySource:
     """The 1000 ImageNet sample images (one per class, in class order), downloaded once by dissection_data."""
     from dissection_data.paths import cache_dir
     from dissection_data.probes import imagenet1000_probe_set
-    from explainers.models import imagenet_categories
+    from explainers.engine.models import imagenet_categories
 
     probes = imagenet1000_probe_set(cache or cache_dir())
     categories = imagenet_categories()

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
 from explainers.errors import XaiLensError
 from explainers.masks import DEFAULT_RULE, parse_rule
-from explainers.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
 from explainers.tuning.objective import IMPLEMENTATIONS, check_implementation
 from explainers.tuning.references import CONVERGED_SAMPLES, check_reference_name
 from explainers.tuning.study import Progress, check_budget, check_seed, check_trials
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     check_reference_name(args.reference)
     rule = parse_rule(args.mask)
     check_implementation(args.time_with)
-    from explainers.models import load_model
+    from explainers.engine.models import load_model
     from explainers.tuning.export import check_min_iou, export
     from explainers.tuning.study import tune
 

@@ -23,10 +23,10 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from explainers import precision
 from explainers.download import download_file
+from explainers.engine import precision
+from explainers.engine.inference import features_and_logits, fold_for_inference
 from explainers.errors import XaiLensError
-from explainers.inference import features_and_logits, fold_for_inference
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,7 +35,7 @@ RANDOM_WEIGHTS_WARNING = (
     "RANDOM WEIGHTS: this model was not trained, so its predictions and explanations are meaningless "
     "(use --weights imagenet or a checkpoint for real results)."
 )
-_DATA_DIR = Path(__file__).parent / "data"
+_DATA_DIR = Path(__file__).parents[1] / "data"  # explainers/data
 PLACES365_URL = "http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar"
 
 
@@ -339,7 +339,7 @@ def load_model(
         weights = str(Path(weights).expanduser().resolve())
     device = torch.device(device or default_device())
     if device.type == "cuda":
-        precision.apply()  # exact float32 unless TF32 was asked for (explainers.precision)
+        precision.apply()  # exact float32 unless TF32 was asked for (explainers.engine.precision)
     return _load_cached(name, weights, str(device))
 
 
