@@ -33,13 +33,6 @@ METRIC_KEYS: dict[str, tuple[str, ...]] = {
 TOP5_TYPE = pa.list_(pa.struct([("index", pa.int32()), ("label", pa.string()), ("probability", pa.float64())]))
 
 
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The exception's first line (or its type), short enough for one table cell and one log line."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    return (text or type(exc).__name__)[:limit]
-
-
 def pair_keys(methods: Sequence[str]) -> list[tuple[str, str]]:
     """Every unordered pair of methods, in the order agreement.pairwise reports them."""
     return list(combinations(methods, 2))

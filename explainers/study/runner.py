@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.masks import DEFAULT_RULE
 from explainers.study.results import (
     RESULTS_FILE,
@@ -32,7 +32,6 @@ from explainers.study.results import (
     combine_parts,
     dice_column,
     finished_ids,
-    first_line,
     iou_column,
     metric_column,
     seconds_column,

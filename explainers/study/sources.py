@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 
 HF_PREFIX = "hf:"
 HF_DEFAULT_SPLIT = "validation"
@@ -111,8 +111,6 @@ class HuggingFaceSpec:
         try:
             stream = datasets.load_dataset(self.name, split=self.split, streaming=True)
         except Exception as exc:  # datasets raises many types (hub, network, missing split): one line for all
-            from explainers.study.results import first_line
-
             raise XaiLensError(
                 f"Could not open the Hugging Face dataset {self.name} (split {self.split}): {first_line(exc)}"
             ) from None
