@@ -83,11 +83,16 @@ def _spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return (rx * ry).sum(axis=axis) / denominator
 
 
-def spearman_ci(x: Sequence[float], y: Sequence[float]) -> Estimate:
-    """Spearman's rho (scipy's) with a percentile bootstrap interval over images (paired resampling)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+def _finite_pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float arrays, keeping only the images where both values are finite."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    return x[keep], y[keep]
+
+
+def spearman_ci(measure: Sequence[float], iou: Sequence[float]) -> Estimate:
+    """Spearman's rho (scipy's) with a percentile bootstrap interval over images (paired resampling)."""
+    x, y = _finite_pairs(measure, iou)
     if len(x) < MIN_IMAGES or np.ptp(x) == 0 or np.ptp(y) == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), len(x))
     rho = float(spearmanr(x, y).statistic)
@@ -97,9 +102,7 @@ def spearman_ci(x: Sequence[float], y: Sequence[float]) -> Estimate:
 
 def half_difference(measure: Sequence[float], iou: Sequence[float]) -> tuple[float, float, Estimate]:
     """Mean IoU of the simpler half (measure below its median) and of the rest, and their difference's interval."""
-    x, y = np.asarray(measure, dtype=float), np.asarray(iou, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y = _finite_pairs(measure, iou)
     simple = x < np.median(x) if len(x) else np.zeros(0, dtype=bool)
     if len(x) < MIN_IMAGES or simple.all() or not simple.any():
         return float("nan"), float("nan"), Estimate(float("nan"), float("nan"), float("nan"), len(x))
