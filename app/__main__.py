@@ -35,19 +35,20 @@ def prepare_models(weights: str) -> list[str]:
 
     On ZeroGPU every served model is loaded and placed on `cuda` here, as its docs prescribe: CUDA is
     emulated in the main thread only, and spaces packs what sits on `cuda` at launch and copies it into
-    each GPU worker. Elsewhere only the default model loads, and Grad-CAM runs once on it so the first
+    each GPU worker. Elsewhere only the default model for this device loads, and Grad-CAM runs once on it so the first
     visitor's answer comes in about a second; doing it here rather than in a thread keeps CUDA work off
     background threads (a background thread would not make the first answer sooner, as that answer needs
     the model anyway). A model whose weights cannot be had is named in one log line; the app starts
     without it, and a request for it gets the same one-line reason.
     """
+    from app.defaults import device_defaults
     from app.gpu import zero_gpu
-    from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, load_model
+    from explainers.engine.models import MODEL_SPECS, load_model
     from explainers.errors import XaiLensError
     from explainers.pipeline import explain_image
 
     loaded = []
-    for name in MODEL_SPECS if zero_gpu() else [DEFAULT_MODEL]:
+    for name in MODEL_SPECS if zero_gpu() else [device_defaults().model]:
         try:
             model = load_model(name, weights)
             if not zero_gpu():
@@ -60,11 +61,18 @@ def prepare_models(weights: str) -> list[str]:
     return loaded
 
 
+def configure_logging() -> None:
+    """The app's own lines (one per refused request, one per stop) at INFO; other libraries at WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("xai_lens").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from app.layout import build_app, launch_kwargs
     from app.settings import AppConfig
 
     args = parse_args(argv)
+    configure_logging()
     prepare_models(args.weights)
     config = AppConfig(weights=args.weights, examples_dir=args.examples_dir, tables_root=args.tables)
     build_app(config).launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())

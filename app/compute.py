@@ -18,12 +18,11 @@ from app.gpu import explain_seconds, gpu, presets_seconds, zero_gpu
 from explainers.engine.cancel import CancelToken, cancellable_progress
 from explainers.engine.models import load_model
 from explainers.errors import XaiLensError
-from explainers.exports import zip_folder
 from explainers.inputs.presets import ensure_presets
-from explainers.methods import by_cost, parse_methods
+from explainers.outputs.exports import zip_folder
+from explainers.outputs.report import answer_simple_vs_complex, build_report, iou_table_markdown
+from explainers.outputs.snapshot import ExplanationView, snapshot
 from explainers.pipeline import iter_explain
-from explainers.report import answer_simple_vs_complex, build_report, iou_table_markdown
-from explainers.snapshot import ExplanationView, snapshot
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,10 @@ def explain_views(
     image_name: str | None = None,
     lime_progress: Callable[[int, int], None] | None = None,
     deadline_s: float | None = None,
+    cancel: CancelToken | None = None,
 ) -> Iterator[ExplanationView]:
-    """Yield a picklable view after each method, cheapest first; past `deadline_s` the work stops."""
+    """Yield a picklable view after each method, cheapest first; past `deadline_s` (or once `cancel` is
+    set, e.g. by the Stop button) the work stops between batches with CancelledError."""
     stream = explain_on_gpu(
         image_path,
         model_name,
@@ -61,6 +62,7 @@ def explain_views(
         image_name=image_name,
         lime_progress=None if zero_gpu() else lime_progress,
         deadline_s=deadline_s,
+        cancel=None if zero_gpu() else cancel,  # a token holds a lock: it cannot cross into a forked worker
     )
     for item in stream:
         if isinstance(item, Refusal):
@@ -80,12 +82,13 @@ def explain_on_gpu(
     image_name: str | None = None,
     lime_progress: Callable[[int, int], None] | None = None,
     deadline_s: float | None = None,
+    cancel: CancelToken | None = None,
 ) -> Iterator[ExplanationView | Refusal]:
     """explain_views' work, where the GPU is (a ZeroGPU worker, or this process elsewhere)."""
     try:
-        token = CancelToken(deadline_s)  # made here, inside the (possibly forked) worker that does the work
+        # The caller's token (Stop button) where the work runs in this process; in a forked worker, one made here.
+        token = cancel if cancel is not None else CancelToken(deadline_s)
         model = load_model(model_name, weights)
-        order = by_cost(parse_methods(methods), model.device)
         for explanation in iter_explain(
             image_path,
             model,
@@ -97,8 +100,7 @@ def explain_on_gpu(
             lime_progress=cancellable_progress(token, lime_progress),
             cancel=token,
         ):
-            done = order.index(explanation.latest) + 1
-            yield snapshot(explanation, pending=order[done:])
+            yield snapshot(explanation)  # the pipeline reports what is still pending
     except XaiLensError as exc:
         yield Refusal(exc)
 
@@ -112,8 +114,12 @@ def run_presets(
     out_dir: str,
     examples_dir: str | None = None,
     on_image: Callable[[int, int, str], None] | None = None,
+    deadline_s: float | None = None,
+    cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """The ten-preset report into out_dir; returns the table, the answer and the file paths."""
+    """The ten-preset report into out_dir; returns the table, the answer and the file paths.
+
+    It stops between batches once `cancel` is set (Stop) or `deadline_s` has passed (CancelledError)."""
     result = presets_on_gpu(
         model_name,
         weights,
@@ -123,6 +129,8 @@ def run_presets(
         out_dir,
         examples_dir=examples_dir,
         on_image=None if zero_gpu() else on_image,
+        deadline_s=deadline_s,
+        cancel=None if zero_gpu() else cancel,
     )
     if isinstance(result, Refusal):
         raise result.error from None
@@ -139,13 +147,16 @@ def presets_on_gpu(
     out_dir: str,
     examples_dir: str | None = None,
     on_image: Callable[[int, int, str], None] | None = None,
+    deadline_s: float | None = None,
+    cancel: CancelToken | None = None,
 ) -> dict[str, Any] | Refusal:
     """run_presets' work, where the GPU is."""
     try:
+        token = cancel if cancel is not None else CancelToken(deadline_s)
         model = load_model(model_name, weights)
         images = ensure_presets(examples_dir, progress=False)
         out = Path(out_dir)
-        rows = build_report(model, images, out, methods, lime_params, mask_rule, on_image=on_image)
+        rows = build_report(model, images, out, methods, lime_params, mask_rule, on_image=on_image, cancel=token)
         zip_path = zip_folder(out, out / "xai_lens_presets.zip")
     except XaiLensError as exc:
         return Refusal(exc)

@@ -13,14 +13,33 @@ from app.tab_explain import build_explain_tab
 from app.tab_neurons import build_neurons_tab
 from app.tab_params import build_params_tab
 from app.tab_presets import build_presets_tab
-from explainers.engine.models import RANDOM_WEIGHTS_WARNING
 from explainers.inputs.images import MAX_FILE_BYTES
 
 TITLE = "XAI Lens: where does the classifier look?"
-CSS = (
-    "#random-banner {background: #b00020; padding: 8px 12px; border-radius: 6px;}"
-    " #random-banner * {color: white !important;}"
+CSS = """
+#random-banner {background: #b00020; padding: 4px 10px; border-radius: 6px;}
+#random-banner * {color: white !important; margin: 0 !important;}
+#app-title h2 {margin: 0 !important;}
+#presets .grid-wrap {max-height: none !important; overflow: visible !important; padding: 4px !important;}
+#presets .grid-container {grid-template-columns: repeat(5, minmax(0, 1fr)) !important;
+  grid-template-rows: none !important;
+  grid-auto-rows: auto !important; gap: 6px !important;}
+#presets .caption-label {font-size: 11px !important; padding: 0 4px !important; max-width: 96% !important;}
+#explain-status p {margin: 0;}
+body.presenting #explain-status, body.presenting #explain-status * {font-size: 1.4rem !important; line-height: 1.4;}
+body.presenting #top5 * {font-size: 1.25rem !important;}
+body.presenting #explain-button, body.presenting #stop-button {font-size: 1.4rem !important;}
+@media (max-width: 640px) {
+  #app-subtitle {display: none;}
+  #side-by-side .image-container, #side-by-side .image-frame {overflow-x: auto !important;}
+  #side-by-side img {min-width: 820px !important; max-width: none !important;}
+  input[role="listbox"] {text-overflow: ellipsis; padding-right: 28px !important;}
+}
+"""
+SUBTITLE = (
+    "Grad-CAM, Score-CAM, Ablation-CAM and LIME side by side, how much they agree, and what single neurons detect."
 )
+RANDOM_BANNER = "**RANDOM WEIGHTS**: an untrained model, so its predictions and maps mean nothing (a demo of the app)."
 # Request caps (app/request_caps.py). No input takes more than one file, and the browser and
 # gradio_client upload each file in its own request. An upload carries one file of at most
 # MAX_FILE_BYTES plus its multipart headers; any other body (an API call's JSON) at most one image
@@ -33,12 +52,10 @@ API_REQUEST_BYTES = MAX_DATA_URL_CHARS + 2**20
 def build_app(config: AppConfig) -> gr.Blocks:
     """Blocks with the four tabs; queue bounded for a public demo (one heavy job at a time)."""
     with gr.Blocks(title=TITLE, delete_cache=settings.DELETE_CACHE) as demo:
-        gr.Markdown(
-            f"# {TITLE}\nGrad-CAM, Score-CAM, Ablation-CAM and LIME side by side, how much they agree, "
-            "and which concepts single neurons stand for."
-        )
-        if config.is_random:
-            gr.Markdown(f"**{RANDOM_WEIGHTS_WARNING}**", elem_id="random-banner")
+        gr.Markdown(f"## {TITLE}", elem_id="app-title")
+        gr.Markdown(SUBTITLE, elem_id="app-subtitle")
+        if config.is_random:  # one short line: on a phone the full warning took five
+            gr.Markdown(RANDOM_BANNER, elem_id="random-banner")
         with gr.Tabs():
             with gr.Tab("Explain"):
                 build_explain_tab(config)

@@ -45,6 +45,8 @@ GPU_SECONDS_EXPLAIN = 120
 # Off Spaces no GPU quota bounds a request, so each explanation carries its own deadline.
 EXPLAIN_DEADLINE_S = float(os.environ.get("XAI_LENS_EXPLAIN_DEADLINE_S", 600))
 GPU_SECONDS_PRESETS = 300
+# Off Spaces the ten-preset run carries its own deadline too (ResNet50, all four methods, on a CPU: ~30 min).
+PRESETS_DEADLINE_S = float(os.environ.get("XAI_LENS_PRESETS_DEADLINE_S", 3600))
 MASK_RULES = ("top:0.10", "top:0.20", "thresh:0.5", "otsu", "lime-top:5")
 
 

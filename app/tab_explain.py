@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from matplotlib.figure import Figure
 
 from app import settings
 from app.compute import explain_views
+from app.defaults import device_defaults, full_settings, model_choices, random_title
 from app.errors import user_error
 from app.file_inputs import UploadedImage
+from app.gpu import zero_gpu
 from app.lime_form import LimeForm, lime_form
 from app.settings import AppConfig
-from explainers import render
-from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, model_spec
+from app.stops import STOPS
+from explainers.comparison.masks import DEFAULT_RULE, parse_rule
+from explainers.engine.cancel import CancelledError
+from explainers.engine.models import MODEL_SPECS, model_spec
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import default_lime_params
 from explainers.inputs.presets import PRESETS, ensure_presets
-from explainers.masks import DEFAULT_RULE
-from explainers.methods import CORE_METHODS, EXTRA_METHODS, METHODS
-from explainers.snapshot import ExplanationView
+from explainers.methods import CORE_METHODS, EXTRA_METHODS, METHODS, parse_methods
+from explainers.outputs import render
+from explainers.outputs.snapshot import ExplanationView
 
 TOP1 = "top-1 (the model's prediction)"
+log = logging.getLogger("xai_lens.app")
 
 
 def method_choices(names: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -53,6 +61,11 @@ def available_presets(config: AppConfig) -> list[tuple[str, str]]:
         return []
 
 
+def _model_title(view: ExplanationView) -> str:
+    """The model as the visitor should read it: with random weights, not '(ImageNet)'."""
+    return random_title(view.model_title) if view.is_random else view.model_title
+
+
 def _status(view: ExplanationView) -> str:
     done = ", ".join(f"{view.titles[m]} {view.seconds[m]:.2f} s" for m in view.methods)
     waiting = ", ".join(METHODS[m].title for m in view.pending)
@@ -61,8 +74,30 @@ def _status(view: ExplanationView) -> str:
     return f"{target} Finished: {done}.{state} Maps {render.CROP_CAPTION}."
 
 
+def stopped_status(view: ExplanationView | None, reason: str) -> str:
+    """What a stop leaves on screen: which methods finished (their results stay), and why it stopped."""
+    if view is None or not view.methods:
+        return f"**Stopped** before any method finished ({reason}). Press Explain to run again."
+    finished = ", ".join(view.titles[m] for m in view.methods)
+    return f"**Stopped after {finished}** ({reason}); their results stay below. Press Explain to run again."
+
+
+def projector_fonts(figure: Figure) -> Figure:
+    """IoU numbers readable from the back of a room: the app's copy of the heatmap gets larger text."""
+    for axis in figure.axes[:1]:
+        for text in axis.texts:
+            text.set_fontsize(17)
+            text.set_fontweight("bold")
+        axis.tick_params(labelsize=12)
+        axis.title.set_fontsize(14)
+    figure.tight_layout()
+    return figure
+
+
 def view_outputs(view: ExplanationView, model_name: str) -> tuple[Any, ...]:
     """One explanation view -> values of the tab's output components."""
+    if view.is_random:
+        view = replace(view, model_title=_model_title(view))
     overlays = [(view.overlays[m], view.captions[m]) for m in view.methods]
     masks = [(render.mask_image(view.masks[m]), f"{view.titles[m]} mask ({view.mask_rule})") for m in view.masks]
     figure = view.iou_figure()
@@ -73,7 +108,7 @@ def view_outputs(view: ExplanationView, model_name: str) -> tuple[Any, ...]:
         predictions,
         overlays,
         masks,
-        render.figure_array(figure) if figure is not None else None,
+        render.figure_array(projector_fonts(figure)) if figure is not None else None,
         view.superpixels,
         view.summary if view.done else None,
         choices or gr.update(),
@@ -81,32 +116,90 @@ def view_outputs(view: ExplanationView, model_name: str) -> tuple[Any, ...]:
     )
 
 
+def checked_request(
+    image_path: str | None,
+    model_name: str,
+    target_choice: str | None,
+    core: list[str] | None,
+    extra: list[str] | None,
+    rule: str,
+    lime_values: tuple[Any, ...],
+) -> tuple[list[str], int | None, dict[str, Any]]:
+    """Every input checked before any output changes: a refusal leaves the earlier results as they were."""
+    if not image_path:
+        raise XaiLensError("Choose an image first: drop one, upload, paste, use the webcam or click a preset.")
+    if model_name not in MODEL_SPECS:
+        raise XaiLensError("Choose a model from the list.")
+    chosen = [*(core or []), *(extra or [])]
+    if not chosen:
+        raise XaiLensError("Tick at least one method.")
+    parse_methods(chosen)
+    if parse_rule(str(rule or "")).kind == "lime-top" and "lime" not in chosen:
+        raise XaiLensError(f"The mask rule {rule} needs LIME among the methods; tick LIME or use top:0.10.")
+    return chosen, parse_target(target_choice), LimeForm.to_kwargs(*lime_values)
+
+
+# Phones and projectors: larger text on request (a class on <body>, set in the browser; nothing is recomputed).
+PRESENTATION_JS = "(on) => { document.body.classList.toggle('presenting', Boolean(on)); return []; }"
+
+
 def build_explain_tab(config: AppConfig) -> None:
-    """Lay out tab 1 and wire its events (api name: explain)."""
+    """Lay out tab 1 and wire its events (api name: explain).
+
+    At 1280x720 the Explain button, the presets and the first result share the first screen; progress
+    has a line of its own, so results that are done stay visible while slower methods run.
+    """
     presets = available_presets(config)
-    default_lime = default_lime_params()[PRESETS[0].key]
-    with gr.Row():
-        with gr.Column(scale=1):
+    defaults = device_defaults()
+    default_lime = {**default_lime_params()[PRESETS[0].key], "num_samples": defaults.lime_samples}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
             image = UploadedImage(
                 type="filepath",
                 sources=["upload", "webcam", "clipboard"],
-                label="Image (drop, upload, paste, webcam)",
+                label="Image: drop, upload, paste or a preset",
                 elem_id="input-image",
+                height=210,
             )
+            with gr.Row():
+                run = gr.Button("Explain", variant="primary", scale=3, elem_id="explain-button")
+                stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop-button")
             if presets:
                 gallery = gr.Gallery(
-                    presets, label="Presets: click one", columns=5, height=260, allow_preview=False, elem_id="presets"
+                    presets,
+                    label="Presets: click one",
+                    show_label=False,  # a label chip would cover the first thumbnail
+                    columns=5,
+                    rows=2,
+                    height="auto",
+                    object_fit="cover",
+                    allow_preview=False,
+                    elem_id="presets",
+                    buttons=[],
                 )
                 gallery.select(_pick_preset(gallery_copies(gallery)), None, image, api_visibility="private")
             else:
-                gr.Markdown("Preset images are unavailable offline; set XAI_LENS_EXAMPLES_DIR to their folder.")
-            model = gr.Dropdown(
-                [(spec.title, name) for name, spec in MODEL_SPECS.items()], value=DEFAULT_MODEL, label="Model"
+                gr.Markdown(
+                    "Preset images are unavailable offline; set XAI_LENS_EXAMPLES_DIR to their folder.",
+                    elem_id="no-presets",
+                )
+            chosen_note = gr.Markdown(defaults.note, elem_id="defaults-note")
+            full = gr.Button(
+                "Use the full settings (ResNet50, all four methods, LIME 1000 samples)",
+                size="sm",
+                visible=not defaults.on_gpu,
+                elem_id="full-settings",
             )
+            model = gr.Dropdown(model_choices(config.weights), value=defaults.model, label="Model")
             target = gr.Dropdown(
-                target_choices(DEFAULT_MODEL), value=TOP1, label="Target class (type to search)", filterable=True
+                target_choices(defaults.model),
+                value=None,
+                label="Target class",
+                info="Empty: the model's top-1 prediction. Type to search.",
+                filterable=True,
+                elem_id="target-class",
             )
-            methods = gr.CheckboxGroup(method_choices(CORE_METHODS), value=list(CORE_METHODS), label="Methods")
+            methods = gr.CheckboxGroup(method_choices(CORE_METHODS), value=list(defaults.methods), label="Methods")
             with gr.Accordion("More CAM methods", open=False):
                 extras = gr.CheckboxGroup(method_choices(EXTRA_METHODS), value=[], label="Extra methods")
             mask_rule = gr.Dropdown(
@@ -114,18 +207,32 @@ def build_explain_tab(config: AppConfig) -> None:
             )
             with gr.Accordion("LIME parameters (explain_instance)", open=False):
                 form = lime_form(default_lime)
-            with gr.Row():
-                run = gr.Button("Explain", variant="primary", scale=3)
-                stop = gr.Button("Stop", variant="stop", scale=1)
+            presenting = gr.Checkbox(False, label="Presentation mode (larger text)", elem_id="presentation-mode")
         with gr.Column(scale=2):
-            status = gr.Markdown("Choose an image and press Explain. Grad-CAM appears first; slower methods follow.")
-            predictions = gr.Label(num_top_classes=5, label="Top-5 predictions")
-            side_by_side = gr.Image(
-                label="Side by side", type="numpy", interactive=False, elem_id="side-by-side", show_label=False
+            status = gr.Markdown(
+                "Choose an image and press Explain. Grad-CAM appears first; slower methods follow.",
+                elem_id="explain-status",
             )
-            with gr.Row():
-                iou = gr.Image(label="IoU matrix", type="numpy", elem_id="iou-matrix")
-                superpixels = gr.Image(label="LIME superpixels", type="numpy")
+            progress_line = gr.Markdown("", elem_id="explain-progress", min_height=28)
+            side_by_side = gr.Image(
+                label="Side by side",
+                type="numpy",
+                interactive=False,
+                elem_id="side-by-side",
+                show_label=False,
+                buttons=[],
+                height=360,
+            )
+            with gr.Row(equal_height=False):
+                with gr.Column(min_width=200):
+                    gr.Markdown("**Top-5 predictions**")
+                    predictions = gr.Label(num_top_classes=5, show_label=False, elem_id="top5")
+                iou = gr.Image(
+                    label="IoU matrix", type="numpy", elem_id="iou-matrix", show_label=False, buttons=[], height=300
+                )
+                superpixels = gr.Image(
+                    label="LIME superpixels", type="numpy", elem_id="superpixels", buttons=[], height=300
+                )
             with gr.Accordion("Each overlay and mask on its own (full size, downloadable)", open=False):
                 overlays = gr.Gallery(
                     label="Saliency overlays", columns=4, object_fit="contain", allow_preview=True, elem_id="overlays"
@@ -134,15 +241,33 @@ def build_explain_tab(config: AppConfig) -> None:
             with gr.Accordion("Summary (what made these maps)", open=False):
                 summary = gr.JSON(label="summary")
     model.change(_switch_model, model, target, api_visibility="private")
+    image.upload(_accept_upload, image, None, api_visibility="private", show_progress="hidden").failure(
+        lambda: None, None, image, api_visibility="private", show_progress="hidden"
+    )
+    presenting.change(None, presenting, None, js=PRESENTATION_JS, api_visibility="private")
+    full.click(_full_settings, None, [model, methods, form.components[0], chosen_note], api_visibility="private")
 
-    def explain(image_path, model_name, target_choice, core, extra, rule, *lime_values, progress=gr.Progress()):  # noqa: B008 (gradio injects it)
-        if not image_path:
-            raise user_error("Choose an image first: drop one, upload, paste, use the webcam or click a preset.")
-        chosen = [*(core or []), *(extra or [])]
-        if not chosen:
-            raise user_error("Tick at least one method.")
+    def explain(
+        request: gr.Request,  # first: gradio passes it by position, and the LIME form's values follow as *args
+        image_path,
+        model_name,
+        target_choice,
+        core,
+        extra,
+        rule,
+        *lime_values,
+        progress=gr.Progress(),  # noqa: B008 (gradio injects it)
+    ):
         try:
-            lime_kwargs = LimeForm.to_kwargs(*lime_values)
+            chosen, target_index, lime_kwargs = checked_request(
+                image_path, model_name, target_choice, core, extra, rule, lime_values
+            )
+        except XaiLensError as exc:
+            raise user_error(str(exc)) from None
+        session = getattr(request, "session_hash", None)
+        token = STOPS.start("explain", session, settings.EXPLAIN_DEADLINE_S)
+        last = None
+        try:
             progress(0, desc="classifying")
             lime_progress = (
                 None
@@ -154,28 +279,70 @@ def build_explain_tab(config: AppConfig) -> None:
                 model_name,
                 config.weights,
                 chosen,
-                parse_target(target_choice),
+                target_index,
                 lime_kwargs,
                 rule,
                 image_name=Path(image_path).name,
                 lime_progress=lime_progress,
                 deadline_s=settings.EXPLAIN_DEADLINE_S,
+                cancel=token,
             )
             for view in stream:
+                last = view
                 yield view_outputs(view, model_name)
+                token.check()  # on ZeroGPU the worker cannot see the token: stop between methods here
+        except CancelledError:
+            by_visitor = STOPS.finish("explain", session, token)
+            reason = "you pressed Stop" if by_visitor else f"the {settings.EXPLAIN_DEADLINE_S:g} s time limit passed"
+            log.info("explain stopped: %s", reason)
+            yield (stopped_status(last, reason), *(gr.update() for _ in explain_outputs[1:]))
         except XaiLensError as exc:
             raise user_error(str(exc)) from None
+        finally:
+            STOPS.finish("explain", session, token)
 
+    explain_outputs = [status, predictions, overlays, masks, iou, superpixels, summary, target, side_by_side]
     running = run.click(
         explain,
         [image, model, target, methods, extras, mask_rule, *form.components],
-        [status, predictions, overlays, masks, iou, superpixels, summary, target, side_by_side],
+        explain_outputs,
         api_name="explain",
         concurrency_limit=1,
         concurrency_id=settings.HEAVY_CONCURRENCY_ID,
+        show_progress_on=[progress_line],  # results that are done are never covered by a progress overlay
+        trigger_mode="always_last",  # a click while a stopped run winds down runs right after it
     )
-    # Stopping ends the stream at the next method boundary (LIME also checks between its batches).
-    stop.click(None, None, None, cancels=[running], api_visibility="private")
+
+    def stop_explain(request: gr.Request) -> None:
+        STOPS.stop("explain", getattr(request, "session_hash", None))
+
+    # Stop sets this session's token: the running method ends at its next batch and the tab says what finished.
+    # On ZeroGPU the work runs in a forked worker that cannot see the token; there the stream is dropped instead.
+    stop.click(
+        stop_explain,
+        None,
+        None,
+        cancels=[running] if zero_gpu() else None,
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
+    )
+
+
+def _accept_upload(path: str | None) -> None:
+    """Runs only when UploadedImage.preprocess accepted the file (it reads the header); a refusal clears it."""
+
+
+def _full_settings():
+    full = full_settings()
+    samples = min(full.lime_samples, settings.lime_max_samples())
+    return (
+        gr.update(value=full.model),
+        gr.update(value=list(full.methods)),
+        gr.update(value=samples),
+        f"Full settings: {MODEL_SPECS[full.model].title.split(' (')[0]}, all four methods, LIME {samples} samples "
+        "(minutes on a CPU; Stop ends a run).",
+    )
 
 
 def gallery_copies(gallery: gr.Gallery) -> list[str]:
@@ -203,4 +370,4 @@ def _switch_model(name: str):
     """Model changed: the target list follows (private event; the dropdown admits only listed models)."""
     if name not in MODEL_SPECS:
         raise user_error("Choose a model from the list.")
-    return gr.update(choices=target_choices(name), value=TOP1)
+    return gr.update(choices=target_choices(name), value=None)

@@ -10,8 +10,8 @@ from app.errors import user_error
 from app.settings import AppConfig
 from dissection_data import table_views
 from dissection_data.tables import DEMO_WARNING, NeuronTable, load_tables
-from explainers import render
 from explainers.errors import XaiLensError
+from explainers.outputs import render
 
 ALL_LAYERS = "all layers"
 MAX_QUERY = 200  # characters of a concept search; concept names are a few words
@@ -70,7 +70,7 @@ def build_neurons_tab(config: AppConfig) -> None:
                 value=table_views.row_records(first.rows),
                 interactive=False,
                 max_height=420,
-                label="Neurons (click a row for its top images)",
+                label=rows_label(len(first.rows), len(first.rows)),
             )
         with gr.Column(scale=2):
             histogram = gr.Image(filtered(first, ALL_LAYERS, "")[1], label="Most frequent concepts", type="numpy")
@@ -87,7 +87,9 @@ def build_neurons_tab(config: AppConfig) -> None:
         return by_key[key]
 
     def filter_view(key: str, chosen_layer: str, text: str):
-        return filtered(table_for(key), chosen_layer, str(text or "")[:MAX_QUERY])
+        table = table_for(key)
+        records, histogram = filtered(table, chosen_layer, str(text or "")[:MAX_QUERY])
+        return gr.update(value=records, label=rows_label(len(records), len(table.rows))), histogram
 
     def switch_table(key: str):
         table = table_for(key)
@@ -101,6 +103,7 @@ def build_neurons_tab(config: AppConfig) -> None:
     def top_images(key: str, chosen_layer: str, chosen_unit: float):
         table = table_for(key)
         try:
+            check_unit(table, str(chosen_layer), int(chosen_unit))
             paths = table.thumbnail_paths(str(chosen_layer), int(chosen_unit))
         except XaiLensError as exc:
             raise user_error(str(exc)) from None
@@ -128,8 +131,25 @@ def build_neurons_tab(config: AppConfig) -> None:
 
 def _warning(table: NeuronTable) -> str:
     if table.is_demo or table.is_random:
-        return f"**{table.warning or DEMO_WARNING}**"
+        return (
+            f"**{table.warning or DEMO_WARNING}** Real labels come from CLIP-dissect: build them with "
+            f"`{table_views.BUILD_COMMAND}`, then restart the app."
+        )
     return ""
+
+
+def rows_label(matching: int, total: int) -> str:
+    """The table's label says how many rows the filters left, so an empty-looking table is not a mystery."""
+    return f"Neurons: {matching} of {total} rows match (click a row for its top images)"
+
+
+def check_unit(table: NeuronTable, layer: str, unit: int) -> None:
+    """An out-of-range unit is refused with the range that exists, not only 'not found'."""
+    units = sorted(row.unit for row in table.rows if row.layer == layer)
+    if not units:
+        raise XaiLensError(f"Layer '{layer[:40]}' is not in the {table.key} table; choose one from the list.")
+    if unit not in set(units):
+        raise XaiLensError(f"Unit {unit} is not in {layer}: choose a unit from {units[0]} to {units[-1]}.")
 
 
 def filtered(table: NeuronTable, chosen_layer: str, text: str) -> tuple[list[list], object]:

@@ -9,6 +9,7 @@ import gradio as gr
 
 from app import settings
 from app.compute import explain_views
+from app.errors import user_error
 from app.lime_form import LimeForm, lime_form
 from app.settings import AppConfig
 from explainers import limits
@@ -28,6 +29,11 @@ PARAMS_FILENAME = "explain_params.pkl"
 
 def params_json(params: dict) -> str:
     return json.dumps(params, indent=2)
+
+
+def ui_language(message: str) -> str:
+    """Library messages name Python functions; a visitor of this tab has a button instead."""
+    return message.replace("with save_lime_params", f"with this tab's 'Make {PARAMS_FILENAME}' button")
 
 
 def parse_params_json(text: str) -> dict:
@@ -58,22 +64,19 @@ def build_params_tab(config: AppConfig) -> None:
     defaults = default_lime_params()
     gr.Markdown(
         f"The assignment's `{PARAMS_FILENAME}`: one entry per preset, each the keyword arguments of LIME's "
-        "`explain_instance`. Pick a preset, edit its settings, press *Apply*; or edit the JSON directly."
+        "`explain_instance`. Pick a preset and edit its settings: every change goes straight into the file "
+        "you make (the JSON below shows all ten)."
     )
-    with gr.Row():
-        with gr.Column():
-            key = gr.Dropdown(list(PRESET_KEYS), value=PRESET_KEYS[0], label="Preset")
-            form = lime_form(defaults[PRESET_KEYS[0]])
-            with gr.Row():
-                apply = gr.Button("Apply to this preset")
-                reset = gr.Button("Reset all to defaults")
-        with gr.Column():
-            editor = gr.Code(params_json(defaults), language="json", label="All parameters (JSON)", interactive=True)
-    message = gr.Markdown()
+    key = gr.Dropdown(list(PRESET_KEYS), value=PRESET_KEYS[0], label="Preset")
+    form = lime_form(defaults[PRESET_KEYS[0]])
+    message = gr.Markdown(elem_id="params-message")
     with gr.Row():
         validate = gr.Button("Validate")
-        download = gr.Button(f"Make {PARAMS_FILENAME}", variant="primary")
-        out_file = gr.File(label=PARAMS_FILENAME)
+        download = gr.Button(f"Make {PARAMS_FILENAME}", variant="primary", elem_id="make-params")
+        reset = gr.Button("Reset all to defaults")
+    out_file = gr.File(label=PARAMS_FILENAME)
+    with gr.Accordion("All parameters (JSON): edit directly if you prefer", open=False):
+        editor = gr.Code(params_json(defaults), language="json", label="All parameters (JSON)", interactive=True)
     with gr.Accordion("Preview one preset with LIME", open=False):
         with gr.Row():
             preview_model = gr.Dropdown(
@@ -90,22 +93,23 @@ def build_params_tab(config: AppConfig) -> None:
         try:
             return LimeForm.from_kwargs(preset_entry(parse_params_json(text), chosen))
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(ui_language(str(exc))) from None
 
     def apply_entry(chosen: str, text: str, *values):
+        """Every form edit lands in the JSON at once, so 'Make' exports what the form shows."""
         try:
             params = parse_params_json(text)
             preset_entry(params, chosen)
             params[chosen] = LimeForm.to_kwargs(*values, where=chosen)
-            return params_json(parse_params_json(params_json(params))), f"Applied to {chosen}."
+            return params_json(parse_params_json(params_json(params))), f"{chosen}: updated."
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            return gr.update(), f"Not updated: {ui_language(str(exc))}"
 
     def validate_text(text: str) -> str:
         try:
             params = parse_params_json(text)
         except XaiLensError as exc:
-            return f"Not valid: {exc}"
+            return f"Not valid: {ui_language(str(exc))}"
         return valid_message(params)
 
     def make_file(text: str) -> str:
@@ -113,7 +117,7 @@ def build_params_tab(config: AppConfig) -> None:
             params = parse_params_json(text)
             return str(save_lime_params(params, config.new_run_dir("params-") / PARAMS_FILENAME))
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(ui_language(str(exc))) from None
 
     def inspect_file(path: str | None):
         if not path:
@@ -121,7 +125,7 @@ def build_params_tab(config: AppConfig) -> None:
         try:
             params = load_lime_params(Path(path))
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(ui_language(str(exc))) from None
         return params_json(params), f"'{Path(path).name}' is a valid parameter file; it is now in the editor."
 
     def preview_lime(chosen: str, text: str, model_name: str):
@@ -139,15 +143,21 @@ def build_params_tab(config: AppConfig) -> None:
                 deadline_s=settings.EXPLAIN_DEADLINE_S,
             )
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(ui_language(str(exc))) from None
         return view.overlays["lime"], view.superpixels, f"{view.captions['lime']}."
 
     key.change(fill_form, [key, editor], form.components, api_visibility="private")
-    apply.click(apply_entry, [key, editor, *form.components], [editor, message], api_visibility="private")
+    for component in form.components:  # .input: the visitor's edits only, not the refills from fill_form
+        component.input(apply_entry, [key, editor, *form.components], [editor, message], api_visibility="private")
     reset.click(lambda: params_json(default_lime_params()), None, editor, api_visibility="private")
     validate.click(validate_text, editor, message, api_name="validate_params")
     download.click(make_file, editor, out_file, api_name="download_params")
-    upload.upload(inspect_file, upload, [editor, message], api_name="inspect_params")
+    upload.upload(inspect_file, upload, [editor, message], api_name="inspect_params").failure(
+        lambda: "**The last upload was refused** (the reason is in the message above); the editor is unchanged.",
+        None,
+        message,
+        api_visibility="private",
+    )
     preview.click(
         preview_lime,
         [key, editor, preview_model],

@@ -8,13 +8,22 @@ import gradio as gr
 
 from app import settings
 from app.compute import run_presets
+from app.defaults import device_defaults, model_choices
+from app.errors import user_error
+from app.gpu import zero_gpu
 from app.settings import AppConfig
-from app.tab_explain import method_choices
+from app.stops import STOPS
+from app.tab_explain import available_presets, method_choices
 from explainers import limits
-from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS
+from explainers.comparison.masks import DEFAULT_RULE
+from explainers.engine.cancel import CancelledError
 from explainers.errors import XaiLensError
-from explainers.inputs.param_file import PRESET_KEYS, default_lime_params, load_lime_params, validate_lime_params
-from explainers.masks import DEFAULT_RULE
+from explainers.inputs.param_file import (
+    PRESET_KEYS,
+    default_lime_params,
+    load_lime_params,
+    validate_lime_params,
+)
 from explainers.methods import CORE_METHODS, EXTRA_METHODS
 
 
@@ -47,30 +56,37 @@ def lime_params_for_run(param_file: str | None, samples_override: object) -> dic
 
 def build_presets_tab(config: AppConfig) -> None:
     """Lay out tab 2 and wire its run (api name: run_presets)."""
+    defaults = device_defaults()
     gr.Markdown(
         "Runs the chosen methods on the ten preset images and compares their masks. "
-        "On a CPU the four core methods take several minutes for ResNet50."
+        f"{defaults.note} ResNet50 with all four methods takes several minutes on a CPU."
     )
-    with gr.Row():
-        model = gr.Dropdown(
-            [(spec.title, name) for name, spec in MODEL_SPECS.items()], value=DEFAULT_MODEL, label="Model"
+    if not available_presets(config):  # said before the click, as the Explain tab does
+        gr.Markdown(
+            "**The preset images are unavailable** (offline, and no folder given): set XAI_LENS_EXAMPLES_DIR or "
+            "--examples-dir to a folder holding them, then restart the app.",
+            elem_id="presets-unavailable",
         )
+    with gr.Row():
+        model = gr.Dropdown(model_choices(config.weights), value=defaults.model, label="Model")
         mask_rule = gr.Dropdown(
             list(settings.MASK_RULES), value=DEFAULT_RULE, label="Mask rule", allow_custom_value=True
         )
     methods = gr.CheckboxGroup(
-        method_choices(CORE_METHODS + EXTRA_METHODS), value=list(CORE_METHODS), label="Methods (two or more)"
+        method_choices(CORE_METHODS + EXTRA_METHODS), value=list(defaults.methods), label="Methods (two or more)"
     )
     with gr.Row():
         param_file = gr.File(label="LIME parameter file (optional; default settings otherwise)", type="filepath")
         samples = gr.Slider(
             0,
             min(settings.lime_max_samples(), limits.lime_max_request_samples() // len(PRESET_KEYS)),
-            value=0,
+            value=defaults.preset_samples,
             step=10,
             label="LIME num_samples for every image (0 = as in the parameters)",
         )
-    run = gr.Button("Run the ten presets", variant="primary")
+    with gr.Row():
+        run = gr.Button("Run the ten presets", variant="primary", scale=3, elem_id="presets-run")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="presets-stop")
     status = gr.Markdown()
     answer = gr.Markdown(elem_id="presets-answer")
     bars = gr.Image(label="IoU per image", type="filepath")
@@ -78,9 +94,11 @@ def build_presets_tab(config: AppConfig) -> None:
     grid = gr.Image(label="Overlays of every image", type="filepath")
     files = gr.File(label="Downloads: CSV, figures, report, zip of everything", file_count="multiple")
 
-    def run_all(model_name, chosen, rule, file_path, samples_override, progress=gr.Progress()):  # noqa: B008 (gradio injects it)
+    def run_all(request: gr.Request, model_name, chosen, rule, file_path, samples_override, progress=gr.Progress()):  # noqa: B008 (gradio injects it)
         if not chosen or len(chosen) < 2:
-            raise gr.Error("Tick at least two methods: agreement needs a pair.")
+            raise user_error("Tick at least two methods: agreement needs a pair.")
+        session = getattr(request, "session_hash", None)
+        token = STOPS.start("presets", session, settings.PRESETS_DEADLINE_S)
         try:
             params = lime_params_for_run(file_path, samples_override)
             out_dir = config.new_run_dir("presets-")
@@ -97,9 +115,17 @@ def build_presets_tab(config: AppConfig) -> None:
                 str(out_dir),
                 examples_dir=str(config.examples_dir) if config.examples_dir else None,
                 on_image=None if settings.ON_SPACES else on_image,
+                deadline_s=settings.PRESETS_DEADLINE_S,
+                cancel=token,
             )
+        except CancelledError:
+            by_visitor = STOPS.finish("presets", session, token)
+            reason = "you pressed Stop" if by_visitor else f"the {settings.PRESETS_DEADLINE_S:g} s time limit passed"
+            return (f"**Stopped** ({reason}); nothing was kept. Press Run to start again.", *(gr.update(),) * 5)
         except XaiLensError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
+        finally:
+            STOPS.finish("presets", session, token)
         paths = result["files"]
         note = "**Random weights: these numbers say nothing about a trained model.** " if config.is_random else ""
         return (
@@ -111,11 +137,26 @@ def build_presets_tab(config: AppConfig) -> None:
             [paths["csv"], paths["bar"], paths["grid"], paths["report"], paths["zip"]],
         )
 
-    run.click(
+    running = run.click(
         run_all,
         [model, methods, mask_rule, param_file, samples],
         [status, answer, bars, table, grid, files],
         api_name="run_presets",
         concurrency_limit=1,
         concurrency_id=settings.HEAVY_CONCURRENCY_ID,
+        show_progress_on=[status],  # the last run's figures stay visible under a new run
+        trigger_mode="always_last",
+    )
+
+    def stop_run(request: gr.Request) -> None:
+        STOPS.stop("presets", getattr(request, "session_hash", None))
+
+    stop.click(
+        stop_run,
+        None,
+        None,
+        cancels=[running] if zero_gpu() else None,
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
     )
