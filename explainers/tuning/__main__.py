@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explainers.engine.cancel import CancelToken
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
 from explainers.errors import XaiLensError
 from explainers.masks import DEFAULT_RULE, parse_rule
@@ -83,18 +85,24 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.weights, args.device)
     if model.is_random:
         print(f"warning: {RANDOM_WEIGHTS_WARNING}", file=sys.stderr)
-    result = tune(
-        {key: str(path) for key, path in images.items()},
-        model,
-        args.reference,
-        trials=trials,
-        budget_s=budget_s,
-        seed=seed,
-        mask_rule=rule,
-        implementation=args.time_with,
-        converged_samples=args.converged_samples,
-        progress=_print_progress,
-    )
+    token = CancelToken()  # Ctrl-C stops the trial under way at its next batch; what was found is still written
+    previous = signal.signal(signal.SIGINT, lambda *_: token.cancel("stopped by Ctrl-C"))
+    try:
+        result = tune(
+            {key: str(path) for key, path in images.items()},
+            model,
+            args.reference,
+            trials=trials,
+            budget_s=budget_s,
+            seed=seed,
+            mask_rule=rule,
+            implementation=args.time_with,
+            converged_samples=args.converged_samples,
+            progress=_print_progress,
+            cancel=token,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     paths = export(result, args.out, min_iou)
     ended = {None: "finished", "budget": "stopped by the budget", "cancelled": "stopped"}[result.stopped]
     print(f"Tuning {ended} after {result.elapsed_s:.0f} s; wrote {', '.join(str(p) for p in paths.values())}")

@@ -114,11 +114,12 @@ def write_trials_csv(result: TuningResult, path: Path) -> Path:
         writer.writerow(["image", "trial", "iou", "seconds", "on_front", "error", "params"])
         for key, image in result.images.items():
             on_front = {r.number for r in image.front}
-            for r in image.trials:
-                iou = "" if r.iou is None else f"{r.iou:.6f}"
-                seconds = "" if r.seconds is None else f"{r.seconds:.4f}"
-                row = [key, r.number, iou, seconds, r.number in on_front, r.error or ""]
-                writer.writerow([*row, json.dumps(r.entry, sort_keys=True)])
+            rows = [
+                (r.number, f"{r.iou:.6f}", f"{r.seconds:.4f}", r.number in on_front, "", r.entry) for r in image.trials
+            ]
+            rows += [(f.number, "", "", False, f.error, f.entry) for f in image.failed]
+            for number, iou, seconds, front, error, entry in sorted(rows, key=lambda row: row[0]):
+                writer.writerow([key, number, iou, seconds, front, error, json.dumps(entry, sort_keys=True)])
     return path
 
 
@@ -131,17 +132,16 @@ def pareto_figure(result: TuningResult, chosen: dict[str, Choice]) -> Figure:
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, key in zip(axes, keys, strict=False):
         image = result.images.get(key)
-        done = [r for r in image.trials if r.complete] if image else []
         axis.set_title(key, fontsize=9)
         axis.set_xlabel("LIME seconds (log)", fontsize=8)
         axis.set_ylabel(f"IoU with {result.reference}", fontsize=8)
         axis.set_ylim(-0.02, 1.02)
         axis.tick_params(labelsize=7)
-        if not done:
+        if image is None or not image.trials:
             axis.text(0.5, 0.5, "no completed trial", ha="center", va="center", transform=axis.transAxes)
             continue
         axis.set_xscale("log")
-        axis.scatter([r.seconds for r in done], [r.iou for r in done], s=14, color="0.7", label="trial")
+        axis.scatter([r.seconds for r in image.trials], [r.iou for r in image.trials], s=14, color="0.7", label="trial")
         front = image.front
         axis.plot(
             [r.seconds for r in front], [r.iou for r in front], "-", color="tab:blue", lw=1.2, drawstyle="steps-post"

@@ -65,8 +65,8 @@ def measure(
     (untimed, about a second at most): a setting that makes too many fails here, before any sample.
     """
     check_implementation(implementation)
-    if implementation == "lime" and entry.get("segmentation_fn") is not None:
-        segmenter = segmentation_from_spec(entry["segmentation_fn"])
+    segmenter = segmentation_from_spec(entry.get("segmentation_fn"))
+    if implementation == "lime" and segmenter is not None:
         check_superpixels(segmenter(subject.crop))
     method = LimeMethod(reference=implementation == "lime", explainer_seed=explainer_seed, **dict(entry))
     saliency = method.explain(subject)

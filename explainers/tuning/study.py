@@ -51,25 +51,31 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial 
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One trial: its settings (canonical explain_instance kwargs) and its two numbers, or why it failed."""
+    """One completed trial: its settings (canonical explain_instance kwargs) and its two numbers."""
 
     image: str
     number: int
     entry: dict[str, Any]
-    iou: float | None = None
-    seconds: float | None = None
-    error: str | None = None
+    iou: float
+    seconds: float
 
-    @property
-    def complete(self) -> bool:
-        return self.iou is not None and self.seconds is not None
+
+@dataclass(frozen=True)
+class FailedTrial:
+    """A trial whose settings LIME refused (too many superpixels, a failed fit), and why."""
+
+    image: str
+    number: int
+    entry: dict[str, Any]
+    error: str
 
 
 @dataclass
 class ImageResult:
     key: str
     target: str  # the class explained (the model's top class)
-    trials: list[TrialRecord] = field(default_factory=list)
+    trials: list[TrialRecord] = field(default_factory=list)  # completed, in trial order
+    failed: list[FailedTrial] = field(default_factory=list)
     front: list[TrialRecord] = field(default_factory=list)
     stability: dict[int, Stability] = field(default_factory=dict)  # trial number -> re-run IoUs
 
@@ -137,8 +143,8 @@ def check_seed(value: Any) -> int:
 
 
 def pareto_front(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Complete trials no other beats on both IoU (higher) and seconds (lower), fastest first."""
-    ordered = sorted((r for r in records if r.complete), key=lambda r: (r.seconds, -r.iou, r.number))
+    """Trials no other beats on both IoU (higher) and seconds (lower), fastest first."""
+    ordered = sorted(records, key=lambda r: (r.seconds, -r.iou, r.number))
     front: list[TrialRecord] = []
     for record in ordered:
         if not front or record.iou > front[-1].iou:
@@ -205,8 +211,8 @@ def _search(
     """Run this image's trials until the cap, its share of the budget, or a stop; return why it stopped early."""
     study = new_study(run.seed)
     for _ in range(run.trials):
-        reason = run.stop_reason(share_deadline) if result.trials else None  # every image gets one trial
-        if reason == "cancelled" or (reason == "budget" and result.trials):
+        reason = run.stop_reason(share_deadline)
+        if reason == "cancelled" or (reason == "budget" and result.trials):  # every image gets one trial
             return reason
         trial = study.ask()
         entry = suggest_entry(trial, run.space, run.seed)
@@ -217,7 +223,7 @@ def _search(
             return "cancelled"
         except XaiLensError as error:  # a setting lime refuses (too many superpixels, a failed fit): next trial
             study.tell(trial, state=TrialState.FAIL)
-            result.trials.append(TrialRecord(key, trial.number, entry, error=str(error).splitlines()[0]))
+            result.failed.append(FailedTrial(key, trial.number, entry, str(error).splitlines()[0]))
             continue
         study.tell(trial, [score, seconds])
         result.trials.append(TrialRecord(key, trial.number, entry, score, seconds))
