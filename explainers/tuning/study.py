@@ -9,8 +9,9 @@ noise may trade places between runs; IoU does not move, LIME being seeded.)
 Work is bounded three ways: trials per image and the budget in seconds are capped (check_trials,
 check_budget), and a CancelToken is checked between trials and inside LIME's batches. The budget covers
 the references, the search and the stability re-runs; each image's search stops when its share of what
-is left is spent, then its front is re-run with other seeds (3 runs a front setting), so the whole run
-ends at most those re-runs past the budget.
+is left is spent, then its front is re-run with other seeds (3 runs a front setting) while budget is left
+(settings not re-run are reported "not measured"). A LIME run under way is never cut short by the budget,
+so a run ends at most one trial or re-run past it; Stop cuts that run short at its next batch.
 """
 
 from __future__ import annotations
@@ -233,6 +234,8 @@ def _search(
 
 def _stability(run: _Run, key: str, index: int, subject: Subject, result: ImageResult, count: int) -> str | None:
     for record in result.front:
+        if run.stop_reason(run.deadline) is not None:  # past the budget: the rest stay "not measured"
+            return run.stop_reason(run.deadline)
 
         def iou_with_seed(seed: int, entry: dict[str, Any] = record.entry) -> float:
             return run.iou(key, subject, entry, seed)[0]
