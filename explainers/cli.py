@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explainers.comparison.masks import DEFAULT_RULE
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
 from explainers.errors import XaiLensError
-from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, METHODS
 
 
@@ -121,7 +121,8 @@ def run_explain(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from explainers.engine.models import load_model
-    from explainers.pipeline import iter_explain, write_iou_csv
+    from explainers.outputs.summary import write_iou_csv
+    from explainers.pipeline import iter_explain
 
     metric_options = _metric_options(args)
     model = load_model(args.model, args.weights, args.device)
@@ -166,7 +167,7 @@ def run_report(args: argparse.Namespace) -> int:
     from explainers.engine.models import load_model
     from explainers.inputs.param_file import default_lime_params
     from explainers.inputs.presets import ensure_presets
-    from explainers.report import answer_agreement_vs_faithfulness, answer_simple_vs_complex, build_report
+    from explainers.outputs.report import answer_agreement_vs_faithfulness, answer_simple_vs_complex, build_report
 
     metric_options = _metric_options(args) or {}
     metrics = metric_options.pop("metrics", None)

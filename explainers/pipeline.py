@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,17 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from explainers import agreement, render
-from explainers.engine import precision
+from explainers.comparison import agreement
+from explainers.comparison.masks import DEFAULT_RULE, masks_for, parse_rule
 from explainers.engine.cancel import CancelToken
-from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel, weights_label
-from explainers.engine.provenance import library_versions
+from explainers.engine.models import LoadedModel
 from explainers.errors import XaiLensError
 from explainers.inputs.images import ImageSource, load_image
-from explainers.masks import DEFAULT_RULE, masks_for, parse_rule
 from explainers.methods import METHODS, Saliency, SaliencyMethod, Subject, by_cost, create_method, parse_methods
-
-_VERSIONED = ("torch", "torchvision", "grad-cam", "lime", "numpy", "scikit-image")
+from explainers.outputs import render
 
 
 @dataclass(frozen=True)
@@ -70,43 +65,16 @@ class Explanation:
         return f"{METHODS[method].title} for '{self.target.label}' ({seconds:.2f} s), {render.CROP_CAPTION}"
 
     def summary(self) -> dict[str, Any]:
-        """The summary.json contract (DESIGN.md), plus provenance."""
-        summary = {
-            "image": self.image_name,
-            "model": self.model.name,
-            "weights": weights_label(self.model.weights),
-            "target": self.target.as_dict(),
-            "top5": [p.as_dict() for p in self.top5],
-            "timings_s": {name: round(s.seconds, 4) for name, s in self.saliency.items()},
-            "iou": {pair: round(value, 6) for pair, value in self.iou.items()},
-            "dice": {pair: round(value, 6) for pair, value in self.dice.items()},
-            "mask_rule": self.mask_rule,
-            "precision": precision.describe(self.model.device),
-            "params": {name: _jsonable(s.params) for name, s in self.saliency.items()},
-            "maps": f"float32 HxW in [0,1] {render.CROP_CAPTION} ({self.crop.shape[1]}x{self.crop.shape[0]})",
-            "created": self.created,
-            "versions": library_versions(_VERSIONED),
-        }
-        if self.metrics:
-            summary["metrics"] = {name: result.summary() for name, result in self.metrics.items()}
-        if self.model.is_random:
-            summary["warning"] = RANDOM_WEIGHTS_WARNING
-        return summary
+        """The summary.json contract (explainers.outputs.summary)."""
+        from explainers.outputs.summary import summary_of
+
+        return summary_of(self)
 
     def save(self, out_dir: Path) -> Path:
-        """Write DIR/<stem>/<method>.npy, _mask.png, _overlay.png, crop.png and summary.json."""
-        directory = Path(out_dir) / Path(self.image_name).stem
-        directory.mkdir(parents=True, exist_ok=True)
-        render.save_png(self.crop, directory / "crop.png")
-        for name, saliency in self.saliency.items():
-            np.save(directory / f"{name}.npy", saliency.map.astype(np.float32))
-            render.save_png(render.mask_image(self.masks[name]), directory / f"{name}_mask.png")
-            render.save_png(render.overlay(self.crop, saliency.map), directory / f"{name}_overlay.png")
-            if "segments" in saliency.extras:
-                boundaries = render.superpixel_boundaries(self.crop, saliency.extras["segments"])
-                render.save_png(boundaries, directory / f"{name}_superpixels.png")
-        (directory / "summary.json").write_text(json.dumps(self.summary(), indent=2))
-        return directory
+        """Write this image's files (explainers.outputs.summary.save_explanation); returns its folder."""
+        from explainers.outputs.summary import save_explanation
+
+        return save_explanation(self, out_dir)
 
 
 def predict(model: LoadedModel, crop: np.ndarray) -> np.ndarray:
@@ -145,7 +113,7 @@ def prepare(
     first = None
     if classify_with is not None and classify_with.shares_prediction:
         subject = Subject(model, crop, index, cancel)
-        subject.checkpoint()  # a request already stopped or past its deadline runs nothing
+        subject.raise_if_cancelled()  # a request already stopped or past its deadline runs nothing
         first = classify_with.explain(subject)
         probabilities = softmax(first.extras["logits"])
         index = first.extras["target"]
@@ -225,26 +193,3 @@ def explain_image(
     """Run the methods on one image and return the finished Explanation (see iter_explain for options)."""
     *_, finished = iter_explain(image, model, methods, **options)
     return finished
-
-
-def write_iou_csv(explanations: Sequence[Explanation], path: Path) -> None:
-    """DIR/iou.csv: image, method_a, method_b, iou (one row per image and method pair)."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "method_a", "method_b", "iou"])
-        for explanation in explanations:
-            for pair, value in explanation.iou.items():
-                a, b = pair.split("|")
-                writer.writerow([Path(explanation.image_name).stem, a, b, f"{value:.6f}"])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from planted import patch_image
 
-from explainers.report import build_report
+from explainers.outputs.report import build_report
 
 
 def explain_cli(image, out, *options):

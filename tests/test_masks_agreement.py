@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explainers.agreement import dice, iou, matrix, pairwise
+from explainers.comparison.agreement import dice, iou, matrix, pairwise
+from explainers.comparison.masks import MaskRule, masks_for, parse_rule, top_fraction_mask
 from explainers.errors import XaiLensError
-from explainers.masks import MaskRule, masks_for, parse_rule, top_fraction_mask
 from explainers.methods import Saliency
 
 

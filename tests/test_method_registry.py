@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from planted import patch_image
 
-from explainers.agreement import iou
+from explainers.comparison.agreement import iou
 from explainers.methods import CORE_METHODS, EXTRA_METHODS, METHODS, MethodOptions, SaliencyMethod, Subject, by_cost
 from explainers.methods.cam_common import activations_and_logits, weighted_cam_map
 from explainers.pipeline import explain_image, iter_explain

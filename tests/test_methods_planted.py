@@ -7,8 +7,8 @@ import pytest
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 from planted import PATCH, patch_image
 
-from explainers.agreement import iou
-from explainers.masks import top_fraction_mask
+from explainers.comparison.agreement import iou
+from explainers.comparison.masks import top_fraction_mask
 from explainers.methods import Subject, create_method
 
 POSITIONS = [(16, 24), (76, 76), (140, 136)]

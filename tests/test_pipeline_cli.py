@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from planted import patch_image
 
-from explainers.agreement import iou
 from explainers.cli import main
+from explainers.comparison.agreement import iou
 from explainers.errors import XaiLensError
 from explainers.methods import Subject, create_method
 from explainers.pipeline import explain_image, iter_explain, predict

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from explainers.inputs.param_file import default_lime_params
-from explainers.report import answer_simple_vs_complex, build_report, edge_density
+from explainers.outputs.report import answer_simple_vs_complex, build_report, edge_density
 
 pytestmark = pytest.mark.presets
 

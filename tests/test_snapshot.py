@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
-from explainers.exports import zip_folder
+from explainers.outputs.exports import zip_folder
+from explainers.outputs.snapshot import snapshot
 from explainers.pipeline import iter_explain
-from explainers.snapshot import snapshot
 
 
 def test_views_pickle_and_report_what_the_pipeline_still_has_to_run(resnet18_random, photo_crop):

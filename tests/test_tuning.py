@@ -18,11 +18,11 @@ import pytest
 from planted import patch_image
 
 from explainers import cli
-from explainers.agreement import iou
+from explainers.comparison.agreement import iou
+from explainers.comparison.masks import parse_rule
 from explainers.engine.cancel import CancelToken
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import PRESET_KEYS
-from explainers.masks import parse_rule
 from explainers.methods.base import Subject
 from explainers.tuning.__main__ import main as tuning_main
 from explainers.tuning.export import choose, export

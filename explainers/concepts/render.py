@@ -1,6 +1,6 @@
 """Pictures of a concept attribution: the unit bar chart, the strip of unit maps, the by-concept summary.
 
-matplotlib's object API only (no pyplot), like explainers.render, so the app's worker threads can draw.
+matplotlib's object API only (no pyplot), like explainers.outputs.render, so the app's worker threads can draw.
 Positive evidence is drawn in red, negative in blue, in every picture.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from explainers.concepts.attribution import ConceptAttribution
-from explainers.render import overlay
+from explainers.outputs.render import overlay
 
 POSITIVE_COLOUR = "#c44e52"
 NEGATIVE_COLOUR = "#4c72b0"

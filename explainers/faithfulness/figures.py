@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from explainers import render
 from explainers.faithfulness.deletion_insertion import Curves
 from explainers.faithfulness.randomization import Cascade
+from explainers.outputs import render
 
 
 def curves_figure(curves: Mapping[str, Curves], titles: Mapping[str, str], title: str = "") -> Figure:

@@ -36,9 +36,6 @@ class Subject:
         if self.cancel is not None:
             self.cancel.check()
 
-    # Transitional: pipeline.py still calls the old name; phase B updates it and removes this alias.
-    checkpoint = raise_if_cancelled
-
     def required_target(self) -> int:
         """The class to explain, for methods that need one given (all but the shares_prediction ones)."""
         if self.target is None:

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explainers.comparison.masks import DEFAULT_RULE, parse_rule
 from explainers.errors import XaiLensError
-from explainers.masks import DEFAULT_RULE, parse_rule
 
 STUDY_METHODS = "gradcam,scorecam,ablationcam,lime"
 

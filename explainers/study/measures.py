@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from explainers.masks import top_fraction_mask
-from explainers.report import edge_density
+from explainers.comparison.masks import top_fraction_mask
+from explainers.outputs.report import edge_density
 
 COLOUR_LEVELS = 8  # per channel: 8*8*8 = 512 colour bins, so entropy runs from 0 to 9 bits
 TOP_FRACTION = 0.10  # the mask rule the study's IoU uses by default

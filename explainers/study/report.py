@@ -21,7 +21,7 @@ from scipy.stats import bootstrap, rankdata, spearmanr
 
 from explainers.engine.models import RANDOM_WEIGHTS_WARNING
 from explainers.methods import METHODS
-from explainers.render import figure_png
+from explainers.outputs.render import figure_png
 from explainers.study.measures import MEASURES
 from explainers.study.results import iou_column, pair_keys
 

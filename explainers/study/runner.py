@@ -24,8 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from explainers.comparison.masks import DEFAULT_RULE
 from explainers.errors import XaiLensError, first_line
-from explainers.masks import DEFAULT_RULE
 from explainers.study.results import (
     RESULTS_FILE,
     StudyColumns,

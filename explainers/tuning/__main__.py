@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explainers.comparison.masks import DEFAULT_RULE, parse_rule
 from explainers.engine.cancel import CancelToken
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
 from explainers.errors import XaiLensError
-from explainers.masks import DEFAULT_RULE, parse_rule
 from explainers.tuning.objective import IMPLEMENTATIONS, check_implementation
 from explainers.tuning.references import CONVERGED_SAMPLES, check_reference_name
 from explainers.tuning.study import Progress, check_budget, check_seed, check_trials

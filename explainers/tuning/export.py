@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import PRESET_KEYS, default_lime_params, save_lime_params
-from explainers.render import figure_png
+from explainers.outputs.render import figure_png
 from explainers.tuning.study import ImageResult, TrialRecord, TuningResult
 
 PARETO_COLUMNS = ("image", "trial", "iou", "seconds", "stability", "params", "iou_spread", "chosen")

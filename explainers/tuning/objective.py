@@ -1,6 +1,6 @@
 """One trial's two numbers: IoU of its LIME mask with the reference (higher is better) and LIME's wall time.
 
-The mask comes from the same rule (explainers.masks) that makes the reference, so like is compared with
+The mask comes from the same rule (explainers.comparison.masks) that makes the reference, so like is compared with
 like. Time is measured two ways: `implementation="lime"` runs lime's own explain_instance loop (what a
 grader's call costs: batch_size matters there); `"fast"` runs XAI Lens's batched LIME, which draws the very
 same samples and fits the very same regression, so the IoU is identical and only the seconds differ.
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from explainers.agreement import iou
+from explainers.comparison.agreement import iou
+from explainers.comparison.masks import MaskRule, masks_for
 from explainers.errors import XaiLensError
 from explainers.inputs.segmentation import segmentation_from_spec
-from explainers.masks import MaskRule, masks_for
 from explainers.methods.base import Saliency, Subject
 from explainers.methods.lime import LimeMethod, check_superpixels
 

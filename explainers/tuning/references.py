@@ -6,7 +6,7 @@
 - `cam-consensus`: the pixels that Grad-CAM, Score-CAM and Ablation-CAM masks all keep.
 - a FILE: the user's masks, one per image key: a .npz (arrays named by key) or a folder of KEY.png /
   KEY.npy, each the size of the 224x224 crop the methods explain.
-Masks come from one rule (explainers.masks), the same one applied to the trials' LIME maps.
+Masks come from one rule (explainers.comparison.masks), the same one applied to the trials' LIME maps.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from explainers import limits
+from explainers.comparison.masks import MaskRule, masks_for, parse_rule
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import default_lime_params
 from explainers.inputs.segmentation import NAMED_DEFAULTS
 from explainers.inputs.user_files import read_limited
-from explainers.masks import MaskRule, masks_for, parse_rule
 from explainers.methods import create_method
 from explainers.methods.base import Subject
 from explainers.methods.lime import LimeMethod

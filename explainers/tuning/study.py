@@ -28,11 +28,11 @@ import optuna
 from optuna.trial import TrialState
 
 from explainers import limits
+from explainers.comparison.masks import DEFAULT_RULE, MaskRule, parse_rule
 from explainers.engine.cancel import CancelledError, CancelToken
 from explainers.engine.models import LoadedModel
 from explainers.errors import XaiLensError
 from explainers.inputs.images import ImageSource
-from explainers.masks import DEFAULT_RULE, MaskRule, parse_rule
 from explainers.methods.base import Subject
 from explainers.pipeline import prepare
 from explainers.tuning.objective import Timer, check_implementation, measure, wall_seconds

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from explainers import agreement, render
+from explainers.comparison import agreement
 from explainers.methods import METHODS
+from explainers.outputs import render
 from explainers.pipeline import Explanation
 
 

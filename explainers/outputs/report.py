@@ -15,14 +15,15 @@ from skimage.color import rgb2gray
 from skimage.feature import canny
 from tqdm.auto import tqdm
 
-from explainers import render
+from explainers.comparison.masks import DEFAULT_RULE
 from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from explainers.faithfulness import measure_explanation
 from explainers.faithfulness.figures import metrics_bar_chart
 from explainers.faithfulness.randomization import UNCHANGED_SPEARMAN
-from explainers.masks import DEFAULT_RULE
 from explainers.methods import CORE_METHODS, METHODS, create_method
-from explainers.pipeline import Explanation, explain_image, write_iou_csv
+from explainers.outputs import render
+from explainers.outputs.summary import write_iou_csv
+from explainers.pipeline import Explanation, explain_image
 
 SIMPLE_EXAMPLE, COMPLEX_EXAMPLE = "goldfish", "kite"
 
