@@ -43,6 +43,7 @@ SETTINGS_FILE = "study.json"
 DEFAULT_BATCH_SIZE = 4  # images per actor call and per Parquet part: small, so a killed run loses little
 OBJECT_STORE_BYTES = 256 * 2**20  # the local instance's shared memory: blocks are a few images each
 LOCAL_HOST = "127.0.0.1"
+LOCAL_INSTANCE = "local"  # ray.init's word for "start a new instance here"; no address would join a running one
 ADDRESS_ENV = "RAY_ADDRESS"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a single-machine instance, services on 127.0.0.1 only
 
@@ -259,6 +260,7 @@ def init_ray(address: str | None, local_cpus: int) -> bool:
             ray.init(address=address, **options)
         else:
             ray.init(
+                address=LOCAL_INSTANCE,  # a private instance, even where `ray start` left one running
                 num_cpus=local_cpus,
                 object_store_memory=OBJECT_STORE_BYTES,
                 _node_ip_address=LOCAL_HOST,
