@@ -32,6 +32,7 @@ from PIL import Image
 from app.errors import user_error
 from explainers.errors import XaiLensError
 from explainers.inputs import images
+from explainers.limits import MAX_DATA_URL_CHARS
 
 # Process-wide, and safe here: every image this app opens is held to images.MAX_PIXELS anyway, so
 # Pillow refusing above twice that (and warning above it) from the header only ever stops a file we
@@ -39,8 +40,6 @@ from explainers.inputs import images
 # code path in this process that opens an image (Gradio's, Matplotlib's) gets the same ceiling.
 Image.MAX_IMAGE_PIXELS = images.MAX_PIXELS
 
-# A data: URL carries base64 (4 characters per 3 bytes) behind a short header.
-MAX_DATA_URL_CHARS = 4 * -(-images.MAX_FILE_BYTES // 3) + 256
 UPLOAD_ONLY = (
     "The image must be uploaded first (POST /gradio_api/upload, then send the returned path) or sent as a "
     "data: URL; server paths and web addresses are not accepted."

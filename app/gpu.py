@@ -21,7 +21,7 @@ except ImportError:  # a laptop without the spaces package: run on whatever devi
     spaces = None
     _SpacesConfig = None
 
-# Seconds per image on an H100 in float32 (explainers/bench_results/h100_float32.json, worst image, rounded up).
+# Seconds per image on an H100 in float32 (tools/bench_results/h100_float32.json, worst image, rounded up).
 _SCORECAM_S = {"resnet50": 0.7, "resnet18": 0.1}  # one pass per activation channel: 2048 vs 512 channels
 _ONE_PASS_CAM_S = 0.05  # Grad-CAM and its kin, Ablation-CAM's closed form: a pass or two
 _LIME_FIXED_S = 0.6  # segmentation and the regression, on the CPU beside the GPU

@@ -6,14 +6,14 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from app import settings
-from app.file_inputs import MAX_DATA_URL_CHARS, refuse_remote_files
+from app.file_inputs import refuse_remote_files
 from app.request_caps import RequestCaps
 from app.settings import AppConfig
 from app.tab_explain import build_explain_tab
 from app.tab_neurons import build_neurons_tab
 from app.tab_params import build_params_tab
 from app.tab_presets import build_presets_tab
-from explainers.inputs.images import MAX_FILE_BYTES
+from explainers.limits import API_REQUEST_BYTES, MAX_FILES_PER_UPLOAD, UPLOAD_REQUEST_BYTES
 
 TITLE = "XAI Lens: where does the classifier look?"
 CSS = """
@@ -40,13 +40,7 @@ SUBTITLE = (
     "Grad-CAM, Score-CAM, Ablation-CAM and LIME side by side, how much they agree, and what single neurons detect."
 )
 RANDOM_BANNER = "**RANDOM WEIGHTS**: an untrained model, so its predictions and maps mean nothing (a demo of the app)."
-# Request caps (app/request_caps.py). No input takes more than one file, and the browser and
-# gradio_client upload each file in its own request. An upload carries one file of at most
-# MAX_FILE_BYTES plus its multipart headers; any other body (an API call's JSON) at most one image
-# as a data: URL plus the other arguments.
-MAX_FILES_PER_UPLOAD = 1
-UPLOAD_REQUEST_BYTES = MAX_FILE_BYTES + 64 * 2**10
-API_REQUEST_BYTES = MAX_DATA_URL_CHARS + 2**20
+# Request caps (app/request_caps.py): explainers.limits defines them.
 
 
 def build_app(config: AppConfig) -> gr.Blocks:

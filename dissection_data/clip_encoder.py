@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 
 
 class ClipUnavailableError(XaiLensError):
@@ -84,7 +84,7 @@ class TransformersClip:
             tokenizer = AutoTokenizer.from_pretrained(model_id)
             processor = CLIPImageProcessor.from_pretrained(model_id)
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc, limit=160)
             raise ClipUnavailableError(
                 f"CLIP model '{model_id}' is not cached and could not be loaded ({first}). "
                 "Connect once so Hugging Face can download it, or pass --clip with a local model folder."

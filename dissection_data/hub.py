@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 
 
 def push_tables(directories: Sequence[Path], dataset: str, token: str | None = None) -> str:
@@ -24,7 +24,7 @@ def push_tables(directories: Sequence[Path], dataset: str, token: str | None = N
                 commit_message=f"Neuron concept table: {Path(directory).name}",
             )
     except Exception as exc:  # network, auth and validation errors all become one line for people
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, limit=200)
         raise XaiLensError(
             f"Could not publish to the Hugging Face dataset '{dataset}' ({reason}). "
             "Check the network and log in with `hf auth login` (or set HF_TOKEN)."

@@ -20,8 +20,10 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from explainers.errors import XaiLensError
+from explainers.download import download_file, fetch_bytes
+from explainers.errors import XaiLensError, first_line
 from explainers.inputs.images import load_image
+from explainers.limits import MAX_LISTING_BYTES, MAX_PROBE_IMAGE_BYTES
 
 IMAGENET1000 = "imagenet1000"
 SAMPLE_REPO = "EliSchwartz/imagenet-sample-images"
@@ -29,7 +31,6 @@ SAMPLE_LISTING_URL = f"https://api.github.com/repos/{SAMPLE_REPO}/git/trees/mast
 SAMPLE_RAW_URL = f"https://raw.githubusercontent.com/{SAMPLE_REPO}/master/{{name}}"
 SAMPLE_FILE = re.compile(r"^(n\d{8})_.+\.JPEG$")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-DOWNLOAD_TIMEOUT_S = 30
 
 
 class ProbeSetUnavailableError(XaiLensError):
@@ -103,12 +104,6 @@ def folder_probe_set(directory: Path, name: str | None = None, source: str | Non
     )
 
 
-def _fetch(url: str) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "xai-lens-dissection"})
-    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        return response.read()
-
-
 def _offline_error(what: str, reason: object, target: Path) -> ProbeSetUnavailableError:
     return ProbeSetUnavailableError(
         f"Could not download {what} ({reason}); the {IMAGENET1000} probe set needs the network once "
@@ -122,7 +117,7 @@ def imagenet_sample_names(target: Path) -> list[str]:
     if listing.is_file():
         return json.loads(listing.read_text())
     try:
-        tree = json.loads(_fetch(SAMPLE_LISTING_URL))
+        tree = json.loads(fetch_bytes(SAMPLE_LISTING_URL, max_bytes=MAX_LISTING_BYTES))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise _offline_error(f"the file list of {SAMPLE_REPO}", getattr(exc, "reason", exc), target) from None
     names = select_sample_names(entry.get("path", "") for entry in tree.get("tree", []))
@@ -153,13 +148,11 @@ def imagenet1000_probe_set(cache: Path) -> ProbeSet:
     names = imagenet_sample_names(target)
     missing = [name for name in names if not (target / name).is_file()]
     for name in tqdm(missing, desc="Downloading ImageNet sample images", unit="img", disable=not missing):
+        url = SAMPLE_RAW_URL.format(name=urllib.request.quote(name))
         try:
-            data = _fetch(SAMPLE_RAW_URL.format(name=urllib.request.quote(name)))
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise _offline_error(name, getattr(exc, "reason", exc), target) from None
-        partial = target / f".{name}.part"
-        partial.write_bytes(data)
-        partial.replace(target / name)
+            download_file(url, target / name, max_bytes=MAX_PROBE_IMAGE_BYTES, progress=False)
+        except (OSError, ValueError) as exc:
+            raise _offline_error(name, first_line(exc, limit=100), target) from None
     paths = tuple(target / name for name in names)
     return ProbeSet(
         name=IMAGENET1000,

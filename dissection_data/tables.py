@@ -24,7 +24,7 @@ from PIL import Image
 
 from dissection_data.labels import NeuronLabel
 from dissection_data.paths import TABLES_DIR
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 
 TABLE_FORMAT = "xai-lens-neuron-concepts/1"
 CSV_NAME = "neurons.csv"
@@ -130,7 +130,7 @@ def read_table(directory: Path, key: str | None = None) -> NeuronTable:
                     )
                 )
     except (OSError, ValueError, KeyError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise XaiLensError(
             f"Table '{directory}' is unreadable ({reason}); rebuild it with python -m dissection_data build."
         ) from None

@@ -8,7 +8,7 @@ started with XAI_LENS_LIME_MAX_SAMPLES set enforces it even if this module was i
 
 Each value was chosen by measuring the worst case at the cap on a 224x224 crop (the only size
 LIME ever segments here) on this project's 2-core CPU, idle; the measurement is written beside it.
-`python scripts/lime_caps_bench.py` repeats the measurements (on a busy machine they scale with
+`python -m tools.lime_caps_bench` repeats the measurements (on a busy machine they scale with
 the load: at a load of 7 on the 2 cores they came out 3-5 times longer).
 """
 
@@ -19,6 +19,33 @@ from collections.abc import Mapping
 from typing import Any
 
 from explainers.errors import XaiLensError
+
+# --- Images -------------------------------------------------------------------------------------
+# Checked from the file's header before any pixel is decoded (explainers.inputs.images).
+MAX_IMAGE_FILE_BYTES = 20 * 2**20  # a phone photo is 2-8 MB
+MAX_PIXELS = 40_000_000  # e.g. 8000x5000; the app also sets Pillow's own ceiling from it
+MAX_SIDE = 12_000
+# Models resize the short side to ~256 before cropping: a 3x5000 strip would become 256x426666
+# (330 MB, seconds of work) to show the model a few pixels. Real panoramas stay well under this.
+MAX_ASPECT = 50
+
+# --- Requests to the app (app/request_caps.py enforces them before Gradio reads a body) ------------
+# No input takes more than one file, and the browser and gradio_client upload each file in its own
+# request. An upload carries one file of at most MAX_IMAGE_FILE_BYTES plus its multipart headers; any
+# other body (an API call's JSON) at most one image as a data: URL plus the other arguments.
+MAX_FILES_PER_UPLOAD = 1
+# A data: URL carries base64 (4 characters per 3 bytes) behind a short header.
+MAX_DATA_URL_CHARS = 4 * -(-MAX_IMAGE_FILE_BYTES // 3) + 256
+UPLOAD_REQUEST_BYTES = MAX_IMAGE_FILE_BYTES + 64 * 2**10
+API_REQUEST_BYTES = MAX_DATA_URL_CHARS + 2**20
+
+# --- Downloads (explainers.download) ---------------------------------------------------------------
+DOWNLOAD_TIMEOUT_S = 30  # per request (connect, and each read), not for the whole file
+MAX_PRESET_DOWNLOAD_BYTES = 5 * 2**20  # the largest preset is about 270 kB
+MAX_PROBE_IMAGE_BYTES = 5 * 2**20  # ImageNet sample images, 100-300 kB each
+MAX_LISTING_BYTES = 20 * 2**20  # a repository's file listing (JSON), ~2 MB for the sample images
+MAX_PUBLISHED_TABLE_BYTES = 50 * 2**20  # CLIP-dissect's published CSVs are a few MB
+MAX_WEIGHTS_DOWNLOAD_BYTES = 2**30  # ResNet50 is ~100 MB
 
 # --- LIME samples -------------------------------------------------------------------------------
 # Each sample is one forward pass. ResNet50 on the 2-core CPU: 1000 samples take ~59 s (README's

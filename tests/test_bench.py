@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from explainers import bench
+from tools import bench
 
 
 def test_benchmark_reports_ratios_and_equal_maps(examples_dir, tmp_path, capsys):

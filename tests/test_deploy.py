@@ -7,17 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app import deploy
+from tools import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def front_matter() -> dict:
-    """README.md's front matter when it has one, else the block the app hands the README owner."""
+    """README.md's front matter (the Space reads its settings from there)."""
     found = deploy.readme_front_matter(ROOT / "README.md")
-    if found is None:
-        text = (ROOT / "app" / "README_SECTION.md").read_text(encoding="utf-8")
-        found = deploy.readme_front_matter_text(text)
+    assert found is not None, "README.md lost its front matter"
     return found
 
 
@@ -51,7 +49,7 @@ def test_dry_run_prints_plan_and_uploads_nothing(capsys):
     out = capsys.readouterr().out
     assert "Space: someone/xai-lens-test" in out and "zero-a10g" in out and "Dry run" in out
     assert "  space_app.py" in out and "  app/tab_explain.py" in out
-    assert "tests/" not in out
+    assert "tests/" not in out and "tools/" not in out  # tooling and tests stay out of the Space
 
 
 def test_file_selection_follows_patterns():

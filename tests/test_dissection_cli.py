@@ -119,10 +119,10 @@ def test_unreachable_published_weights_are_one_line(tiny_setup, monkeypatch, cap
 def test_offline_default_probe_set_is_one_line(tiny_setup, monkeypatch, capsys):
     from dissection_data import probes
 
-    def offline(url):
+    def offline(url, **caps):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(probes, "_fetch", offline)
+    monkeypatch.setattr(probes, "fetch_bytes", offline)
     args = _build_args(tiny_setup, "--probe", "imagenet1000")
     i = args.index("--probe-dir")
     del args[i : i + 2]

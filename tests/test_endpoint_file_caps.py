@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.file_inputs import MAX_DATA_URL_CHARS, REMOTE_REFUSED, UPLOAD_ONLY
+from app.file_inputs import REMOTE_REFUSED, UPLOAD_ONLY
 from explainers.inputs.images import MAX_FILE_BYTES
+from explainers.limits import MAX_DATA_URL_CHARS
 
 pytestmark = pytest.mark.slow
 META = {"_type": "gradio.FileData"}

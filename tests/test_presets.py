@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-import urllib.error
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from explainers.errors import XaiLensError
 from explainers.inputs.presets import PRESETS, Preset, ensure_presets, examples_dir, find_preset, preset_path
 
 SHARED = os.environ.get(presets.ENV_VAR)
+WRONG_NAME = "n07747607_orange.JPEG"  # what the /wrong/ route serves instead of the file asked for
 
 
 @pytest.fixture
@@ -25,17 +28,39 @@ def shared_dir() -> Path:
 
 @pytest.fixture
 def offline_cache(tmp_path, monkeypatch, shared_dir):
-    """No env folder, an empty cache, and a fetch that serves the shared files instead of the network."""
+    """No env folder, an empty cache, and the presets' URLs pointing at a server on 127.0.0.1 that serves
+    the shared files (the real downloader runs; `served` lists the paths asked for)."""
     monkeypatch.delenv(presets.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     served: list[str] = []
 
-    def fake_fetch(url: str, timeout: float = 0) -> bytes:
-        served.append(url)
-        return (shared_dir / url.rsplit("/", 1)[1]).read_bytes()
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            name = self.path.rsplit("/", 1)[1]
+            data = (shared_dir / (WRONG_NAME if self.path.startswith("/wrong/") else name)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
-    monkeypatch.setattr(presets, "_fetch", fake_fetch)
-    return served
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    local = tuple(dataclasses.replace(p, url=f"{base}/{p.filename}") for p in PRESETS)
+    monkeypatch.setattr(presets, "PRESETS", local)
+    yield served
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _serve_wrong_bytes(monkeypatch) -> None:
+    """Point every preset at the server's /wrong/ route, which answers with another preset's bytes."""
+    wrong = tuple(dataclasses.replace(p, url=p.url.replace(p.filename, f"wrong/{p.filename}")) for p in presets.PRESETS)
+    monkeypatch.setattr(presets, "PRESETS", wrong)
 
 
 def test_the_manifest_holds_the_ten_keys_the_readme_promises():
@@ -90,7 +115,7 @@ def test_examples_dir_precedence(tmp_path, monkeypatch):
 
 @pytest.mark.presets
 def test_local_folder_is_used_as_is_and_checked(shared_dir, monkeypatch):
-    monkeypatch.setattr(presets, "_fetch", lambda *a, **k: pytest.fail("a local folder must not download"))
+    monkeypatch.setattr(presets, "download_file", lambda *a, **k: pytest.fail("a local folder must not download"))
     found = ensure_presets(shared_dir, progress=False)
     assert [(preset, path) for preset, path in found] == [(p, shared_dir / p.filename) for p in PRESETS]
 
@@ -116,7 +141,7 @@ def test_download_fills_the_cache_once_and_verifies(offline_cache):
     assert path.parent == examples_dir() and path.is_file()
     assert presets.sha256_of(path) == find_preset("goldfish").sha256
     assert preset_path("goldfish") == path and len(offline_cache) == 1  # second call uses the cache
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".part-")]
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no partial file beside it
 
 
 @pytest.mark.presets
@@ -128,9 +153,8 @@ def test_damaged_cache_entry_is_fetched_again(offline_cache):
 
 
 @pytest.mark.presets
-def test_wrong_download_is_refused_and_nothing_cached(offline_cache, monkeypatch, shared_dir):
-    wrong = (shared_dir / find_preset("orange").filename).read_bytes()
-    monkeypatch.setattr(presets, "_fetch", lambda url, timeout=0: wrong)
+def test_wrong_download_is_refused_and_nothing_cached(offline_cache, monkeypatch):
+    _serve_wrong_bytes(monkeypatch)
     with pytest.raises(XaiLensError, match="does not match its sha256"):
         preset_path("kite")
     folder = examples_dir()
@@ -140,11 +164,8 @@ def test_wrong_download_is_refused_and_nothing_cached(offline_cache, monkeypatch
 def test_unreachable_url_gives_the_offline_error(tmp_path, monkeypatch):
     monkeypatch.delenv(presets.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-
-    def unreachable(url: str, timeout: float = 0) -> bytes:
-        raise urllib.error.URLError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(presets, "_fetch", unreachable)
+    nowhere = tuple(dataclasses.replace(p, url=f"http://127.0.0.1:9/{p.filename}") for p in PRESETS)  # 9: discard
+    monkeypatch.setattr(presets, "PRESETS", nowhere)
     with pytest.raises(XaiLensError) as caught:
         preset_path("vulture")
     message = str(caught.value)

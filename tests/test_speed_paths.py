@@ -1,6 +1,6 @@
 """Fast paths give the reference libraries' answers: fx tail, its fallback, Score-CAM pass sharing, LIME on tensors.
 
-Small inputs keep this file fast; speed itself is measured by `python -m explainers.bench`.
+Small inputs keep this file fast; speed itself is measured by `python -m tools.bench`.
 """
 
 from __future__ import annotations

@@ -10,15 +10,14 @@ it to any other model is refused.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
 from dissection_data.tables import NeuronRow, NeuronTable
-from explainers.download import download_file
-from explainers.errors import XaiLensError
+from explainers.download import ChecksumMismatchError, download_file, sha256_of
+from explainers.errors import XaiLensError, first_line
+from explainers.limits import MAX_PUBLISHED_TABLE_BYTES
 
 REPOSITORY = "Trustworthy-ML-Lab/CLIP-dissect"
 COMMIT = "21e7697feaea3bf7d7bc2d2cc8e4047d5f5fd502"  # "added our results", 2023-11-06
@@ -92,14 +91,6 @@ def published_for(model: str) -> PublishedTable:
     )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def published_csv(spec: PublishedTable, directory: Path | None = None, *, download: bool = True) -> Path:
     """The verified local CSV: from the cache, else downloaded, checked, then renamed into place.
 
@@ -114,23 +105,18 @@ def published_csv(spec: PublishedTable, directory: Path | None = None, *, downlo
         target.unlink()  # damaged or replaced: fetch again
     if not download:
         raise XaiLensError(f"CLIP-dissect's {spec.model} table is not downloaded yet; allow downloading to fetch it.")
-    staging = folder / f".{spec.file}.unverified"
     try:
-        download_file(spec.url, staging, progress=False)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        lines = str(getattr(exc, "reason", exc)).strip().splitlines()
-        reason = lines[0][:100] if lines else type(exc).__name__
-        raise XaiLensError(
-            f"CLIP-dissect's {spec.model} table could not be downloaded ({reason}); "
-            f"on a machine without network, put {spec.file} from {spec.url} into {folder}."
-        ) from None
-    if sha256_of(staging) != spec.sha256:
-        staging.unlink(missing_ok=True)
+        download_file(spec.url, target, sha256=spec.sha256, max_bytes=MAX_PUBLISHED_TABLE_BYTES, progress=False)
+    except ChecksumMismatchError:
         raise XaiLensError(
             f"The download of {spec.file} does not match its pinned sha256 and was discarded; try again later or put "
             f"the file from {spec.url} into {folder}."
-        )
-    os.replace(staging, target)
+        ) from None
+    except (OSError, ValueError) as exc:  # URLError (its reason is the useful part), timeouts, over the cap
+        raise XaiLensError(
+            f"CLIP-dissect's {spec.model} table could not be downloaded ({first_line(exc, limit=100)}); "
+            f"on a machine without network, put {spec.file} from {spec.url} into {folder}."
+        ) from None
     return target
 
 
@@ -156,8 +142,7 @@ def read_published_csv(path: Path, spec: PublishedTable) -> NeuronTable:
                     )
                 )
     except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise XaiLensError(f"'{path}' is not a CLIP-dissect results table ({reason[:120]}).") from None
+        raise XaiLensError(f"'{path}' is not a CLIP-dissect results table ({first_line(exc, limit=120)}).") from None
     if not rows:
         raise XaiLensError(f"'{path}' has the CLIP-dissect columns but no rows.")
     meta = {

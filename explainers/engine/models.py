@@ -26,7 +26,8 @@ from torchvision.transforms import functional as TF
 from explainers.download import download_file
 from explainers.engine import precision
 from explainers.engine.inference import features_and_logits, fold_for_inference
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
+from explainers.limits import MAX_WEIGHTS_DOWNLOAD_BYTES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -257,8 +258,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise XaiLensError(f"Could not read checkpoint '{path.name}': {first_line[:200]}") from None
+        raise XaiLensError(f"Could not read checkpoint '{path.name}': {first_line(exc, limit=200)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -272,11 +272,10 @@ def _download_published(spec: ModelSpec) -> Path:
     if target.is_file():
         return target
     try:
-        download_file(spec.weights_url, target)
+        download_file(spec.weights_url, target, max_bytes=MAX_WEIGHTS_DOWNLOAD_BYTES)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
         raise WeightsUnavailableError(
-            f"The {spec.title} weights are not on this machine and could not be downloaded ({reason}). "
+            f"The {spec.title} weights are not on this machine and could not be downloaded ({first_line(exc)}). "
             f"Expected file: {target}. Download {spec.weights_url} and put it there, "
             f"or pass a local checkpoint (--weights PATH), or use --weights random for an offline demo."
         ) from None

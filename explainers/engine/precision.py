@@ -4,7 +4,7 @@ PyTorch lets cuDNN run float32 convolutions in TF32 (a 10-bit mantissa) by defau
 that moved Score-CAM's map by up to 7e-4 and LIME's by 1e-2 against grad-cam and lime on the same
 inputs (float32: 5e-7 and 2e-5), so XAI Lens turns TF32 off whenever it loads a model on CUDA.
 TF32 is an opt-in (`XAI_LENS_TF32=1`, `--tf32`, or `configure(tf32=True)`): convolutions run about
-2.7x faster, and `python -m explainers.bench --opt-in` states the maps' error.
+2.7x faster, and `python -m tools.bench --opt-in` states the maps' error.
 """
 
 from __future__ import annotations

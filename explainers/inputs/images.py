@@ -17,15 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.inputs.user_files import read_limited
-
-MAX_FILE_BYTES = 20 * 1024 * 1024
-MAX_PIXELS = 40_000_000  # e.g. 8000x5000; larger images are refused before decoding
-MAX_SIDE = 12_000
-# Models resize the short side to ~256 before cropping: a 3x5000 strip would become 256x426666
-# (330 MB, seconds of work) to show the model a few pixels. Real panoramas stay well under this.
-MAX_ASPECT = 50
+from explainers.limits import MAX_ASPECT, MAX_PIXELS, MAX_SIDE
+from explainers.limits import MAX_IMAGE_FILE_BYTES as MAX_FILE_BYTES  # this module's name for it
 
 # The formats Pillow may try, decoded in-process by Pillow's own plugins. Pillow's default is every
 # plugin it has, EPS among them (which runs Ghostscript) and exotic ones nobody photographs in.
@@ -67,12 +62,7 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
     except UnidentifiedImageError:
         raise XaiLensError(f"{name} is not an image this tool can read; use {READABLE}.") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:  # a header that lies
-        raise XaiLensError(f"{name} has a broken header ({_first_line(exc)}); try another file.") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).splitlines()
-    return (lines[0][:120] if lines else "") or type(exc).__name__
+        raise XaiLensError(f"{name} has a broken header ({first_line(exc, limit=120)}); try another file.") from None
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -158,5 +148,6 @@ def load_image(source: ImageSource) -> Image.Image:
         raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise XaiLensError(
-            f"The image could not be decoded ({_first_line(exc)}); it may be truncated or corrupt. Try another file."
+            f"The image could not be decoded ({first_line(exc, limit=120)}); it may be truncated or corrupt. "
+            "Try another file."
         ) from None

@@ -23,7 +23,7 @@ from lime.wrappers.scikit_image import SegmentationAlgorithm
 from sklearn.metrics import pairwise_distances
 
 from explainers import limits
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.inputs.safe_pickle import REGRESSOR_CLASSES
 from explainers.inputs.segmentation import segmentation_from_spec, validate_segmentation_spec
 
@@ -155,7 +155,7 @@ def _model_regressor(where: str, value: Any) -> dict[str, Any] | None:
         try:
             regressor = REGRESSOR_CLASSES[name](**settings)
         except TypeError as exc:
-            raise XaiLensError(f"{where}: model_regressor {name}: {str(exc).splitlines()[0]}") from None
+            raise XaiLensError(f"{where}: model_regressor {name}: {first_line(exc)}") from None
     elif type(value) in REGRESSOR_CLASSES.values():
         regressor = value
     else:
@@ -165,7 +165,7 @@ def _model_regressor(where: str, value: Any) -> dict[str, Any] | None:
     try:
         fresh._validate_params()
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:100]
+        reason = first_line(exc, limit=100)
         raise XaiLensError(f"{where}: model_regressor {type(regressor).__name__}: {reason}") from None
     limits.check_regressor_work(where, type(regressor).__name__, settings)
     return {"name": type(regressor).__name__, **settings}

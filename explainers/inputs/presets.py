@@ -7,20 +7,17 @@ them once into a cache. Either way a file is used only if its sha256 matches the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from explainers.errors import XaiLensError
+from explainers.download import ChecksumMismatchError, download_file, sha256_of
+from explainers.errors import XaiLensError, first_line
+from explainers.limits import MAX_PRESET_DOWNLOAD_BYTES
 
 MANIFEST_PATH = Path(__file__).with_name("presets.json")
 ENV_VAR = "XAI_LENS_EXAMPLES_DIR"
-DOWNLOAD_TIMEOUT_S = 30
-MAX_DOWNLOAD_BYTES = 5 * 2**20  # the largest preset is about 270 kB
 
 
 @dataclass(frozen=True)
@@ -71,47 +68,20 @@ def examples_dir(explicit: str | Path | None = None) -> Path:
     return cache_dir()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fetch(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
-    """Download one file (size-capped); tests replace this to stay offline."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        data = response.read(MAX_DOWNLOAD_BYTES + 1)
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise OSError(f"the server sent more than {MAX_DOWNLOAD_BYTES} bytes")
-    return data
-
-
 def _download(preset: Preset, target: Path) -> None:
-    """Fetch, verify, then atomically rename into place: a half-written or wrong file never lands."""
+    """Fetch through the one downloader: size-capped, sha256-checked, renamed into place only when right."""
     try:
-        data = _fetch(preset.url)
-    except (OSError, ValueError) as exc:  # URLError, timeouts and refused connections are OSErrors
-        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
-        raise XaiLensError(
-            f"Preset '{preset.key}' could not be downloaded ({reason}); set {ENV_VAR} or --examples-dir "
-            "to a folder holding the preset images."
-        ) from None
-    if hashlib.sha256(data).hexdigest() != preset.sha256:
+        download_file(preset.url, target, sha256=preset.sha256, max_bytes=MAX_PRESET_DOWNLOAD_BYTES, progress=False)
+    except ChecksumMismatchError:
         raise XaiLensError(
             f"The download of '{preset.filename}' does not match its sha256 and was discarded; try again later "
             f"or set {ENV_VAR} to a folder holding the preset images."
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix=target.suffix)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        ) from None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, over the size cap
+        raise XaiLensError(
+            f"Preset '{preset.key}' could not be downloaded ({first_line(exc, limit=80)}); set {ENV_VAR} or "
+            "--examples-dir to a folder holding the preset images."
+        ) from None
 
 
 def preset_path(key_or_preset: str | Preset, examples_dir: str | Path | None = None, *, download: bool = True) -> Path:

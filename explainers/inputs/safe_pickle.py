@@ -26,7 +26,7 @@ from lime.wrappers.scikit_image import SegmentationAlgorithm
 from skimage.segmentation import felzenszwalb, quickshift, slic
 from sklearn.linear_model import BayesianRidge, ElasticNet, Lasso, LinearRegression, Ridge
 
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.limits import MAX_PARAM_ARRAY_ELEMENTS, MAX_PARAM_FILE_DEPTH, MAX_PARAM_FILE_NODES
 
 SEGMENTATION_FUNCTIONS = {"quickshift": quickshift, "slic": slic, "felzenszwalb": felzenszwalb}
@@ -382,7 +382,7 @@ def restricted_loads(data: bytes) -> Any:
     except XaiLensError:
         raise
     except (Exception, RecursionError) as exc:  # a broken or hostile file: say so in one line
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = first_line(exc, limit=120)
         raise XaiLensError(
             f"The parameter file is not a readable parameter pickle ({reason}); save it again with save_lime_params."
         ) from None

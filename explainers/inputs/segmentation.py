@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.inputs.safe_pickle import SEGMENTATION_FUNCTIONS
 from explainers.limits import check_segmentation_number
 
@@ -78,7 +78,7 @@ def _dry_run(where: str, name: str, kwargs: dict[str, Any]) -> None:
             warnings.simplefilter("ignore")
             SEGMENTATION_FUNCTIONS[name](tiny, **kwargs)
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        reason = first_line(exc, limit=100)
         raise XaiLensError(f"{where}: {name} rejected these settings ({reason}); check its values") from None
 
 

@@ -22,7 +22,7 @@ from lime.wrappers.scikit_image import SegmentationAlgorithm
 
 from explainers.engine.models import LoadedModel
 from explainers.engine.oom import run_with_backoff
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.inputs.segmentation import NAMED_DEFAULTS
 from explainers.limits import MAX_SUPERPIXELS
 from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
@@ -64,7 +64,7 @@ def guard_regressions(explainer: LimeImageExplainer, raise_if_cancelled: Callabl
         try:
             result = fit_one_label(*args, **kwargs)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            reason = first_line(exc, limit=100)
             raise XaiLensError(f"LIME: the regression failed ({reason}); try lime's default model_regressor") from None
         raise_if_cancelled()
         return result

@@ -1,7 +1,7 @@
 """Cold start: seconds from `python space_app.py` to the first Grad-CAM answer with the default model.
 
-    python scripts/cold_start.py --weights random --runs 3
-    python scripts/cold_start.py --weights imagenet --image photo.jpg   # weights already in torch's cache
+    python -m tools.cold_start --weights random --runs 3
+    python -m tools.cold_start --weights imagenet --image photo.jpg   # weights already in torch's cache
 
 Each run starts the Space's entry point as a subprocess on a free loopback port, waits for the port,
 asks /explain for Grad-CAM only (default model, default settings) through gradio_client, then stops

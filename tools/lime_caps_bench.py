@@ -1,6 +1,6 @@
 """Time LIME's segmentations and regressions at the caps in explainers/limits.py (a benchmark, not a test).
 
-`python scripts/lime_caps_bench.py [--image PATH]` segments a 224x224 crop (a photo when given, and
+`python -m tools.lime_caps_bench [--image PATH]` segments a 224x224 crop (a photo when given, and
 uniform noise, the worst case for quickshift) with every segmentation at its caps, and runs lime's
 per-label regression (feature selection + fit) with every regressor at its iteration cap on data of the
 worst shape: the library's sample cap x the superpixel cap, tol=0 and a tiny alpha so every iteration

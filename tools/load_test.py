@@ -1,7 +1,7 @@
 """Load test of the app on 127.0.0.1: N concurrent gradio_client sessions, mixed Grad-CAM and LIME requests.
 
-    python scripts/load_test.py --launch                 # start `python -m app --weights random`, test, stop it
-    python scripts/load_test.py --url http://127.0.0.1:7860/ --server-pid PID
+    python -m tools.load_test --launch                 # start `python -m app --weights random`, test, stop it
+    python -m tools.load_test --url http://127.0.0.1:7860/ --server-pid PID
 
 Every session sends a bounded number of requests with a per-request timeout; the whole run has a
 deadline, so it always ends by itself. It reports requests served, failures, queue-full refusals,
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from explainers.errors import first_line
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as `python scripts/load_test.py` from anywhere
-    sys.path.insert(0, str(REPO))
 LOOPBACK = "127.0.0.1"
 # A request's kind -> (methods, LIME samples). LIME requests use few samples to keep the run short.
 KINDS: dict[str, tuple[list[str], int]] = {"gradcam": (["gradcam"], 40), "lime": (["gradcam", "lime"], 40)}
@@ -87,7 +87,7 @@ def one_request(client, endpoint: str, image: Path, kind: str, timeout_s: float)
         summary = outputs[6]
         return Outcome(kind, time.perf_counter() - started, "served", answer=comparable(summary))
     except Exception as error:  # the test's purpose is to classify every failure, so catch them all
-        message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        message = first_line(error, limit=200)
         status = "queue_full" if any(word in message.lower() for word in QUEUE_FULL_WORDS) else "failed"
         return Outcome(kind, time.perf_counter() - started, status, detail=message)
 

@@ -1,4 +1,4 @@
-"""Publish the Space from space.yaml: `python -m app.deploy [--space OWNER/NAME] [--dry-run]`.
+"""Publish the Space from space.yaml: `python -m tools.deploy [--space OWNER/NAME] [--dry-run]`.
 
 One manifest holds the Space's id, hardware, sleep time, variables and the file set, so a deploy
 is repeatable and reviewable; --dry-run prints exactly what would be uploaded and set.
@@ -53,7 +53,7 @@ def readme_front_matter_text(text: str) -> dict[str, Any] | None:
 def front_matter_problems(manifest: dict[str, Any], front: dict[str, Any] | None) -> list[str]:
     """Where README front matter and space.yaml disagree (empty: they agree)."""
     if front is None:
-        return ["README.md has no front matter; paste app/README_SECTION.md's block at its top"]
+        return ["README.md has no front matter; put space.yaml's front_matter fields at its top, between --- lines"]
     wanted = manifest["front_matter"]
     problems = [f"front matter lacks {key}" for key in REQUIRED_FRONT_MATTER if key not in front]
     problems += [
@@ -121,7 +121,7 @@ def publish(deploy: DeployPlan, root: Path = REPO_ROOT) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.deploy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--space", help="OWNER/NAME (default: space_id in space.yaml)")
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
     parser.add_argument("--dry-run", action="store_true", help="print what would be uploaded and set; change nothing")

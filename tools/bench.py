@@ -1,6 +1,6 @@
 """Benchmark: our heavy methods against the reference libraries and against the forward-pass floor.
 
-Run `python -m explainers.bench` (see --help). Random weights keep it offline; the timings do not
+Run `python -m tools.bench` (see --help). Random weights keep it offline; the timings do not
 depend on the weights. Speed is judged here, never in the tests: a timed test on a shared
 machine only measures the neighbours.
 """
@@ -27,7 +27,7 @@ from explainers.methods import Saliency, SaliencyMethod, Subject, create_method
 from explainers.methods.cam_common import default_batch_size
 from explainers.methods.scorecam import ScoreCAMMethod
 
-METHODS = ("gradcam", "ablationcam", "scorecam", "lime")
+BENCH_METHODS = ("gradcam", "ablationcam", "scorecam", "lime")
 
 
 def preset_images(folder: str | None) -> list[Path]:
@@ -284,9 +284,11 @@ def markdown(rows: Sequence[dict], reference_images: int, skipped: bool) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m explainers.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50,resnet18", help="comma-separated model names")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument(
+        "--methods", default=",".join(BENCH_METHODS), help=f"comma-separated, from {', '.join(BENCH_METHODS)}"
+    )
     parser.add_argument("--images", type=int, default=None, help="how many preset images (default: all)")
     parser.add_argument("--reference-images", type=int, default=None, help="time the reference on the first K only")
     parser.add_argument("--lime-samples", type=int, default=1000)
@@ -332,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.reference_images = len(images) if args.reference_images is None else args.reference_images
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in BENCH_METHODS]
     if unknown:
-        raise SystemExit(f"Unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
+        raise SystemExit(f"Unknown method {unknown[0]!r}; choose from {', '.join(BENCH_METHODS)}.")
     rows, pipelines, metric_runs = [], [], []
     for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:
         rows += bench_model(model_name, images, methods, args)
