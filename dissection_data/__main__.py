@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="label every neuron of the chosen layers with a concept")
     build.add_argument("--models", type=_names, default=list(DEFAULT_MODELS), help="comma-separated model names")
     build.add_argument("--layers", type=_names, default=list(DEFAULT_LAYERS), help="comma-separated layers")
-    build.add_argument("--weights", default="imagenet", help="imagenet (published), random, or a checkpoint PATH")
+    build.add_argument("--weights", default="published", help="published (alias imagenet), random, or a PATH")
     build.add_argument("--probe", default=IMAGENET1000, help=f"named probe set ({IMAGENET1000})")
     build.add_argument("--probe-dir", type=Path, help="use every image under this folder as the probe set")
     build.add_argument("--concepts", default=WORDS_20K, help=f"named concept set ({WORDS_20K})")

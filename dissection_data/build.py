@@ -46,7 +46,7 @@ class BuildOptions:
 
     models: Sequence[str] = DEFAULT_MODELS
     layers: Sequence[str] = DEFAULT_LAYERS
-    weights: str = "imagenet"
+    weights: str = "published"
     probe: str = IMAGENET1000
     probe_dir: Path | None = None
     concepts: str = WORDS_20K

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from dissection_data.cache import FeatureCache
 from dissection_data.clip_encoder import ClipEncoder
 from dissection_data.probes import ProbeSet
+from explainers.engine.models import PUBLISHED, canonical_weights
 from explainers.errors import XaiLensError
 
 POOLINGS = ("mean", "max")
@@ -37,8 +38,9 @@ def _batches(items: Iterator[Any] | Sequence[Any], size: int) -> Iterator[list[A
 
 
 def weights_identity(weights: str) -> str:
-    """'imagenet'/'random', or a checkpoint's content hash (a retrained file at the same path misses the cache)."""
-    if weights in ("imagenet", "random"):
+    """'published'/'random', or a checkpoint's content hash (a retrained file at the same path misses the cache)."""
+    weights = canonical_weights(weights)
+    if weights in (PUBLISHED, "random"):
         return weights
     path = Path(weights)
     if not path.is_file():

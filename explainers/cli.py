@@ -17,7 +17,9 @@ from explainers.methods import CORE_METHODS, METHODS
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODEL_SPECS), help="classifier to explain")
     parser.add_argument(
-        "--weights", default="imagenet", help="'imagenet' (published, downloaded once), a checkpoint path, or 'random'"
+        "--weights",
+        default="published",
+        help="'published' (the authors' weights, downloaded once; alias 'imagenet'), a checkpoint path, or 'random'",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
     parser.add_argument(

@@ -160,3 +160,20 @@ def test_layers_resolve_and_unknown_layers_name_the_choices(resnet18_random):
     assert resnet18_random.layer("layer4[-1]") is module.layer4[1] is resnet18_random.layer("layer4.1")
     with pytest.raises(XaiLensError, match="layer4"):
         resnet18_random.layer("layer9")
+
+
+def test_imagenet_is_an_alias_of_published(tmp_path, monkeypatch):
+    """--weights imagenet and XAI_LENS_WEIGHTS=imagenet keep working: the same published file, one cached model."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    state = _trained_like_state(1000)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / models.model_spec("resnet18").weights_file)
+    monkeypatch.setattr(models, "download_file", lambda *a, **k: pytest.fail("must not download"))
+    models._load_cached.cache_clear()
+    try:
+        by_alias = models.load_model("resnet18", "imagenet", "cpu")
+        assert by_alias is models.load_model("resnet18", "published", "cpu")
+        assert by_alias.weights == "published" and models.weights_label("imagenet") == "published"
+        assert _same_weights(by_alias.module, state)
+    finally:
+        models._load_cached.cache_clear()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from dissection_data.tables import NeuronRow, NeuronTable
-from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel
+from explainers.engine.models import PUBLISHED, RANDOM_WEIGHTS_WARNING, LoadedModel, canonical_weights
 from explainers.errors import XaiLensError
 
 EXACT_LAYER = "layer4"
@@ -248,7 +248,7 @@ def _warnings(model: LoadedModel, table: NeuronTable | None) -> list[str]:
         return warnings
     if table.warning:  # a demo table's warning already says RANDOM WEIGHTS: say it once
         warnings = [w for w in warnings if w not in table.warning] + [table.warning]
-    table_weights = table.meta.get("weights", "imagenet")
+    table_weights = canonical_weights(table.meta.get("weights", PUBLISHED))
     if table_weights != model.weights and not (table.is_random and model.is_random):
         warnings.append(
             f"LABELS FROM OTHER WEIGHTS: table '{table.key}' was computed on {table_weights} weights, this model runs "

@@ -155,7 +155,7 @@ def read_published_csv(path: Path, spec: PublishedTable) -> NeuronTable:
         "file": spec.file,
         "dataset": spec.dataset,
         "probe": spec.probe,
-        "weights": "imagenet",
+        "weights": "published",
         "published": True,
     }
     return NeuronTable(key=spec.key, root=Path(path).parent, meta=meta, rows=rows)

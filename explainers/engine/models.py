@@ -34,7 +34,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_WEIGHTS_SEED = 0
 RANDOM_WEIGHTS_WARNING = (
     "RANDOM WEIGHTS: this model was not trained, so its predictions and explanations are meaningless "
-    "(use --weights imagenet or a checkpoint for real results)."
+    "(use --weights published or a checkpoint for real results)."
 )
 _DATA_DIR = Path(__file__).parents[1] / "data"  # explainers/data
 PLACES365_URL = "http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar"
@@ -303,13 +303,25 @@ def _apply_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source
     module.load_state_dict(state)
 
 
-def build_model(name: str, weights: str = "imagenet") -> torch.nn.Module:
+# The weights each model's authors published (ImageNet for the ImageNet models, Places365 for CSAIL's).
+# "imagenet" was its first name, misleading for Places365; it stays an alias everywhere (CLI, XAI_LENS_WEIGHTS).
+PUBLISHED = "published"
+WEIGHTS_ALIASES = {"imagenet": PUBLISHED}
+
+
+def canonical_weights(weights: str) -> str:
+    """'published' for either of its names; anything else unchanged."""
+    return WEIGHTS_ALIASES.get(weights, weights)
+
+
+def build_model(name: str, weights: str = PUBLISHED) -> torch.nn.Module:
     """Construct a registered model on the CPU with its weights applied (no caching)."""
     spec = model_spec(name)
+    weights = canonical_weights(weights)
     if weights == "random":
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         return spec.build().eval()
-    path = _download_published(spec) if weights == "imagenet" else Path(weights).expanduser()
+    path = _download_published(spec) if weights == PUBLISHED else Path(weights).expanduser()
     module = spec.build()
     _apply_state(module, read_state_dict(path), path.name)
     return module.eval()
@@ -331,10 +343,11 @@ def _load_cached(name: str, weights: str, device: str) -> LoadedModel:
 
 
 def load_model(
-    name: str = DEFAULT_MODEL, weights: str = "imagenet", device: str | torch.device | None = None
+    name: str = DEFAULT_MODEL, weights: str = PUBLISHED, device: str | torch.device | None = None
 ) -> LoadedModel:
-    """Load once per process: `weights` is 'imagenet' (published), 'random', or a checkpoint path."""
-    if weights not in ("imagenet", "random"):
+    """Load once per process: `weights` is 'published' (alias 'imagenet'), 'random', or a checkpoint path."""
+    weights = canonical_weights(weights)
+    if weights not in (PUBLISHED, "random"):
         weights = str(Path(weights).expanduser().resolve())
     device = torch.device(device or default_device())
     if device.type == "cuda":
@@ -344,4 +357,5 @@ def load_model(
 
 def weights_label(weights: str) -> str:
     """Short human label of a weights choice, for captions and summaries."""
-    return weights if weights in ("imagenet", "random") else f"checkpoint {Path(weights).name}"
+    weights = canonical_weights(weights)
+    return weights if weights in (PUBLISHED, "random") else f"checkpoint {Path(weights).name}"
