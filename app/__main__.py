@@ -48,7 +48,8 @@ def prepare_models(weights: str) -> list[str]:
     from explainers.pipeline import explain_image
 
     loaded = []
-    for name in MODEL_SPECS if zero_gpu() else [device_defaults().model]:
+    # On any Space (SPACE_ID set) every served model's weights are fetched now: no visitor waits on a third party.
+    for name in MODEL_SPECS if zero_gpu() or os.environ.get("SPACE_ID") else [device_defaults().model]:
         try:
             model = load_model(name, weights)
             if not zero_gpu():
