@@ -31,8 +31,10 @@ body.presenting #top5 * {font-size: 1.25rem !important;}
 body.presenting #explain-button, body.presenting #stop-button {font-size: 1.4rem !important;}
 @media (max-width: 640px) {
   #app-subtitle {display: none;}
-  #side-by-side .image-container, #side-by-side .image-frame {overflow-x: auto !important;}
-  #side-by-side img {min-width: 820px !important; max-width: none !important;}
+  #side-by-side .image-container, #side-by-side .image-frame {overflow-x: auto !important;
+    justify-content: flex-start !important; display: block !important;}
+  #side-by-side img {min-width: 820px !important; max-width: none !important; position: static !important;
+    transform: none !important; margin: 0 !important;}
   input[role="listbox"] {text-overflow: ellipsis; padding-right: 28px !important;}
 }
 """

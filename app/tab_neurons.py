@@ -70,8 +70,9 @@ def build_neurons_tab(config: AppConfig) -> None:
                 value=table_views.row_records(first.rows),
                 interactive=False,
                 max_height=420,
-                label=rows_label(len(first.rows), len(first.rows)),
+                label="Neurons (click a row for its top images)",
             )
+            count = gr.Markdown(rows_label(len(first.rows), len(first.rows)), elem_id="neuron-count")
         with gr.Column(scale=2):
             histogram = gr.Image(filtered(first, ALL_LAYERS, "")[1], label="Most frequent concepts", type="numpy")
     with gr.Row():
@@ -89,7 +90,12 @@ def build_neurons_tab(config: AppConfig) -> None:
     def filter_view(key: str, chosen_layer: str, text: str):
         table = table_for(key)
         records, histogram = filtered(table, chosen_layer, str(text or "")[:MAX_QUERY])
-        return gr.update(value=records, label=rows_label(len(records), len(table.rows))), histogram
+        return records, histogram
+
+    def count_view(key: str, chosen_layer: str, text: str) -> str:
+        table = table_for(key)
+        records, _ = filtered(table, chosen_layer, str(text or "")[:MAX_QUERY])
+        return rows_label(len(records), len(table.rows))
 
     def switch_table(key: str):
         table = table_for(key)
@@ -123,8 +129,10 @@ def build_neurons_tab(config: AppConfig) -> None:
     filters = [table_key, layer, query]
     for trigger in (layer.change, query.submit, table_key.change):
         trigger(filter_view, filters, [grid, histogram], api_visibility="private")
+        trigger(count_view, filters, count, api_visibility="private", show_progress="hidden")
     table_key.change(switch_table, table_key, [warning, layer, neuron_layer], api_visibility="private")
     query.change(filter_view, filters, [grid, histogram], api_name="neurons_filter")
+    query.change(count_view, filters, count, api_visibility="private", show_progress="hidden")
     show.click(top_images, [table_key, neuron_layer, unit], thumbs, api_name="neuron_images")
     grid.select(pick_row, [table_key, grid], [neuron_layer, unit, thumbs], api_visibility="private")
 
@@ -140,7 +148,7 @@ def _warning(table: NeuronTable) -> str:
 
 def rows_label(matching: int, total: int) -> str:
     """The table's label says how many rows the filters left, so an empty-looking table is not a mystery."""
-    return f"Neurons: {matching} of {total} rows match (click a row for its top images)"
+    return f"**{matching} of {total} neurons match** the filters."
 
 
 def check_unit(table: NeuronTable, layer: str, unit: int) -> None:

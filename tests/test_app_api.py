@@ -138,3 +138,8 @@ def test_neuron_search_filters_table_and_histogram(client):
     assert Path(histogram).is_file()
     thumbs = client.predict("resnet18", "layer4", 1, api_name="/neuron_images")
     assert len(thumbs) == 1 and "resnet18-layer4-1" in thumbs[0]["caption"]
+
+
+def test_out_of_range_unit_names_the_valid_range(client):
+    with pytest.raises(Exception, match="Unit 99 is not in layer4: choose a unit from 0 to 2"):
+        client.predict("resnet18", "layer4", 99, api_name="/neuron_images")
