@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -148,7 +149,7 @@ def imagenet1000_probe_set(cache: Path) -> ProbeSet:
     names = imagenet_sample_names(target)
     missing = [name for name in names if not (target / name).is_file()]
     for name in tqdm(missing, desc="Downloading ImageNet sample images", unit="img", disable=not missing):
-        url = SAMPLE_RAW_URL.format(name=urllib.request.quote(name))
+        url = SAMPLE_RAW_URL.format(name=urllib.parse.quote(name))
         try:
             download_file(url, target / name, max_bytes=MAX_PROBE_IMAGE_BYTES, progress=False)
         except (OSError, ValueError) as exc:

@@ -133,7 +133,6 @@ def run_explain(args: argparse.Namespace) -> int:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     finished = []
     for image in tqdm([Path(p) for p in args.images], desc="images", unit="image", disable=len(args.images) < 2):
-        explanation = None
         lime_entry = _lime_entry(params, image, args.lime_key)
         for explanation in iter_explain(
             image,
@@ -145,7 +144,7 @@ def run_explain(args: argparse.Namespace) -> int:
             target_layer=args.target_layer,
             image_name=image.name,
         ):
-            latest = explanation.saliency[explanation.latest]
+            latest = explanation.saliency[explanation.latest or next(reversed(explanation.saliency))]
             tqdm.write(f"{image.name}: {METHODS[latest.method].title} done in {latest.seconds:.2f} s")
         if metric_options is not None:
             print(f"{image.name}: metrics {', '.join(metric_options['metrics'])}")

@@ -39,13 +39,19 @@ def test_imagenet1000_downloads_once_and_keeps_class_order(tmp_path, monkeypatch
     Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format="JPEG")
     fetched = []
 
-    def fake_fetch(url):
+    def fake_listing(url, **caps):
         fetched.append(url)
-        if url == probes.SAMPLE_LISTING_URL:
-            return json.dumps({"tree": [{"path": p} for p in listing]}).encode()
-        return buffer.getvalue()
+        assert url == probes.SAMPLE_LISTING_URL and caps["max_bytes"] > 0
+        return json.dumps({"tree": [{"path": p} for p in listing]}).encode()
 
-    monkeypatch.setattr(probes, "_fetch", fake_fetch)
+    def fake_download(url, target, **caps):  # the downloader itself is tested in test_download.py
+        fetched.append(url)
+        assert caps["max_bytes"] > 0
+        target.write_bytes(buffer.getvalue())
+        return target
+
+    monkeypatch.setattr(probes, "fetch_bytes", fake_listing)
+    monkeypatch.setattr(probes, "download_file", fake_download)
     probe_set = probes.imagenet1000_probe_set(tmp_path)
     assert len(probe_set) == 1000 and probe_set.ids[0] == names[0].removesuffix(".JPEG")
     assert len(fetched) == 1001

@@ -72,11 +72,18 @@ def lime_top_mask(saliency: Saliency, count: int) -> np.ndarray:
     return np.isin(saliency.extras["segments"], chosen)
 
 
+def _number(rule: MaskRule) -> float:
+    """The rule's number (parse_rule gives one to every kind but otsu)."""
+    if rule.value is None:
+        raise XaiLensError(f"The mask rule {rule.kind} needs a number, e.g. {rule.kind}:0.10.")
+    return rule.value
+
+
 def binarise(saliency: Saliency, rule: MaskRule, lime_area: float | None = None) -> np.ndarray:
     """One method's mask under the rule; `lime_area` is the pixel share of LIME's mask for lime-top."""
     saliency_map = saliency.map
     if rule.kind == "top":
-        return top_fraction_mask(saliency_map, rule.value)
+        return top_fraction_mask(saliency_map, _number(rule))
     if rule.kind == "thresh":
         return (saliency_map >= rule.value) & (saliency_map > 0)
     if rule.kind == "otsu":
@@ -84,7 +91,7 @@ def binarise(saliency: Saliency, rule: MaskRule, lime_area: float | None = None)
             return np.zeros(saliency_map.shape, dtype=bool)
         return saliency_map > threshold_otsu(saliency_map)
     if saliency.method == "lime":
-        return lime_top_mask(saliency, int(rule.value))
+        return lime_top_mask(saliency, int(_number(rule)))
     if lime_area is None:
         raise XaiLensError("The lime-top rule needs LIME among the methods; add lime or use top:0.10.")
     return top_fraction_mask(saliency_map, max(lime_area, 1.0 / saliency_map.size))

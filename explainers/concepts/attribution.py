@@ -289,6 +289,7 @@ def attribute_concepts(
     bias = float(fc.bias.detach()[index]) if isinstance(fc, torch.nn.Linear) and fc.bias is not None else 0.0
     logit = float(logits[index])
     if exact:
+        assert isinstance(fc, torch.nn.Linear)  # _resnet_head returns the fc layer or refuses
         contributions = unit_contributions(activation.mean(dim=(1, 2)), fc.weight.detach()[index]).cpu().numpy()
         error = abs(float(contributions.sum()) + bias - logit)
         if error > COMPLETENESS_TOLERANCE * max(1.0, abs(logit)):
@@ -297,6 +298,7 @@ def attribute_concepts(
                 "is exact only when layer4 is average-pooled straight into the fc layer (a torchvision ResNet)."
             )
     else:
+        assert gradient is not None  # _layer_pass ran the backward pass (with_gradient)
         contributions = (gradient.double() * activation.double()).sum(dim=(1, 2)).cpu().numpy()
     rows = _labels(table, layer, activation.shape[0])
     concepts = [_concept_of(rows.get(unit), min_similarity) for unit in range(activation.shape[0])]

@@ -38,7 +38,7 @@ def fold_for_inference(module: torch.nn.Module) -> torch.nn.Module:
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
     with contextlib.suppress(RuntimeError):  # a parameter of another rank (a planted test net): default layout
-        folded = folded.to(memory_format=torch.channels_last)
+        folded = folded.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
     return folded.eval()
 
 

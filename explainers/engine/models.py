@@ -15,6 +15,7 @@ import urllib.error
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -192,7 +193,7 @@ class LoadedModel:
 
 def resolve_layer(module: torch.nn.Module, path: str) -> torch.nn.Module:
     """Walk 'layer4[-1]' / 'layer4.1' style paths; a clear error names the valid top-level layers."""
-    current = module
+    current: Any = module  # a Sequential is indexed, anything else read by attribute
     for part in re.findall(r"[^.\[\]]+", path):
         try:
             current = current[int(part)] if re.fullmatch(r"-?\d+", part) else getattr(current, part)
@@ -254,7 +255,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path), device="cpu")
+            state: Any = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -39,10 +39,14 @@ class Curves:
 
     @property
     def deletion_auc(self) -> float:
+        if self.deletion is None:
+            raise ValueError("deletion was not measured")
         return float(np.trapezoid(self.deletion, self.fractions))
 
     @property
     def insertion_auc(self) -> float:
+        if self.insertion is None:
+            raise ValueError("insertion was not measured")
         return float(np.trapezoid(self.insertion, self.fractions))
 
 

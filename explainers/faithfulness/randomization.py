@@ -51,11 +51,10 @@ class Cascade:
 
 def default_stages(module: torch.nn.Module) -> list[str]:
     """fc, then each of layer4's blocks (or parameterised layers) from the output backwards."""
-    if not isinstance(getattr(module, "fc", None), torch.nn.Module) or not isinstance(
-        getattr(module, "layer4", None), torch.nn.Sequential
-    ):
+    layer4 = getattr(module, "layer4", None)
+    if not isinstance(getattr(module, "fc", None), torch.nn.Module) or not isinstance(layer4, torch.nn.Sequential):
         raise XaiLensError("The sanity check needs a ResNet-style model (fc and layer4); choose a ResNet model.")
-    blocks = [f"layer4[{i}]" for i, block in enumerate(module.layer4) if any(True for _ in block.parameters())]
+    blocks = [f"layer4[{i}]" for i, block in enumerate(layer4) if any(True for _ in block.parameters())]
     return ["fc", *reversed(blocks)]
 
 

@@ -91,8 +91,8 @@ def impute(image: torch.Tensor, kept: torch.Tensor, generator: torch.Generator, 
         solution = np.asarray(spsolve(system, rhs)).reshape(size, channels)
     else:  # nothing left to average from: the system is singular (grad-cam gets NaN); use the normalised mean
         solution = np.zeros((size, channels))
-    solution = torch.tensor(solution, dtype=torch.float32)
-    filled[:, missing] = solution.T + noise * torch.randn((channels, size), generator=generator)
+    imputed = torch.tensor(solution, dtype=torch.float32)
+    filled[:, missing] = imputed.T + noise * torch.randn((channels, size), generator=generator)
     return filled.reshape_as(image)
 
 

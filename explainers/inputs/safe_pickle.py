@@ -106,6 +106,7 @@ class _FunctionName(_Frozen):
     """Stands for a skimage segmentation function; not callable, only read as a name."""
 
     __slots__ = ("name",)
+    name: str
 
     def __init__(self, name: str) -> None:
         object.__setattr__(self, "name", name)
@@ -115,6 +116,7 @@ class _Helper(_Frozen):
     """One of our decoders, callable by the file with arguments it chooses, and nothing more."""
 
     __slots__ = ("function",)
+    function: Callable[..., Any]
 
     def __init__(self, function: Callable[..., Any]) -> None:
         object.__setattr__(self, "function", function)

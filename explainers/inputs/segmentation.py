@@ -13,7 +13,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from lime.wrappers.scikit_image import SegmentationAlgorithm
@@ -32,7 +32,7 @@ NAMED_DEFAULTS: dict[str, dict[str, Any]] = {
 # Arguments LIME itself controls (the image and its layout); a file must not change them.
 _FIXED_BY_LIME = {"image", "channel_axis", "return_tree", "mask"}
 
-SegmentationSpec = str | Mapping[str, Any] | SegmentationAlgorithm | Callable[..., Any] | None
+SegmentationSpec: TypeAlias = str | Mapping[str, Any] | SegmentationAlgorithm | Callable[..., Any] | None
 
 
 def _closest(name: str, choices: list[str]) -> str:

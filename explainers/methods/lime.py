@@ -244,7 +244,8 @@ class LimeMethod(SaliencyMethod):
         model = subject.model
         classifier = classifier_for(model, self.model_batch_size, plain=self.reference)
         probabilities = classifier(subject.crop[None])[0]
-        kwargs = self.call_kwargs(probabilities, subject.target)
+        target = subject.required_target()
+        kwargs = self.call_kwargs(probabilities, target)
         extras: dict[str, Any] = {}
         if self.reference:
             explainer = LimeImageExplainer(random_state=self.explainer_seed)
@@ -287,7 +288,7 @@ class LimeMethod(SaliencyMethod):
             "explained_labels": sorted(int(k) for k in explanation.local_exp),
             "call_kwargs": {k: v for k, v in kwargs.items() if k in ("labels", "top_labels")},
         }
-        return lime_saliency(explanation, subject.target), extras
+        return lime_saliency(explanation, target), extras
 
     def _progress_callback(self, total: int) -> ProgressCallback | None:
         if not self.show_progress_bar:

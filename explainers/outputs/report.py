@@ -235,7 +235,7 @@ def answer_agreement_vs_faithfulness(rows: Sequence[ReportRow]) -> str:
         for pair, value in row.explanation.iou.items():
             pair_iou.setdefault(pair, []).append(value)
     if scores and pair_iou:
-        ranking = sorted(scores, key=scores.get, reverse=True)
+        ranking = sorted(scores, key=lambda name: scores[name], reverse=True)
         best_pair = max(pair_iou, key=lambda pair: np.mean(pair_iou[pair]))
         a, b = best_pair.split("|")
         if a in scores and b in scores:
