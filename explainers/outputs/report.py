@@ -16,6 +16,7 @@ from skimage.feature import canny
 from tqdm.auto import tqdm
 
 from explainers.comparison.masks import DEFAULT_RULE
+from explainers.engine.cancel import CancelToken
 from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from explainers.faithfulness import measure_explanation
 from explainers.faithfulness.figures import metrics_bar_chart
@@ -90,8 +91,11 @@ def build_report(
     on_image: Callable[[int, int, str], None] | None = None,
     metrics: Sequence[str] | None = None,
     metric_options: Mapping[str, Any] | None = None,
+    cancel: CancelToken | None = None,
 ) -> list[ReportRow]:
     """Explain each (preset, path), save per-image outputs, iou.csv, figures and report.md.
+
+    `cancel` reaches every image's explanation, so a stopped or timed-out run ends between batches.
 
     With `metrics` (e.g. ["deletion", "insertion", "road", "sanity"]) each image's maps are also
     measured (metric_options: steps, baseline, seed), and metrics.csv / metrics_bar.png are written.
@@ -111,6 +115,7 @@ def build_report(
             mask_rule=mask_rule,
             target_layer=target_layer,
             image_name=Path(path).name,
+            cancel=cancel,
         )
         if metrics:
             measure_explanation(
