@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from explainers.errors import XaiLensError, first_line
 from explainers.limits import DOWNLOAD_TIMEOUT_S
 
 CHUNK_BYTES = 1 << 20
@@ -91,3 +92,15 @@ def fetch_bytes(url: str, *, max_bytes: int, timeout: float = DOWNLOAD_TIMEOUT_S
     if len(data) > max_bytes:
         raise DownloadError(f"the server sent more than {max_bytes} bytes for {url}")
     return data
+
+
+def download_or_refuse(url: str, target: Path, *, sha256: str, max_bytes: int, what: str, advice: str) -> Path:
+    """download_file for a pinned file a person is waiting for: any failure becomes one line ending in `advice`."""
+    try:
+        return download_file(url, target, sha256=sha256, max_bytes=max_bytes, progress=False)
+    except ChecksumMismatchError:
+        raise XaiLensError(
+            f"The download of {what} does not match its pinned sha256 and was discarded; {advice}"
+        ) from None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, over the size cap
+        raise XaiLensError(f"{what} could not be downloaded ({first_line(exc, limit=100)}); {advice}") from None

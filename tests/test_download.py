@@ -4,40 +4,27 @@ wrong checksum refused with no debris left."""
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback import http_server
 
 from explainers.download import ChecksumMismatchError, DownloadError, download_file, fetch_bytes
 
 PAYLOAD = bytes(range(256)) * 9000  # ~2.3 MB: several chunks
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/stall":
-            time.sleep(3)
-            return
-        self.send_response(200)
-        if self.path != "/unsized":  # without Content-Length the cap must hold while streaming
-            self.send_header("Content-Length", str(len(PAYLOAD)))
-        self.end_headers()
-        self.wfile.write(PAYLOAD)
-
-    def log_message(self, *args):
-        pass
+def _respond(path: str) -> bytes:
+    if path == "/stall":
+        time.sleep(3)
+        return b""
+    return PAYLOAD
 
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_server(_respond, unsized=("/unsized",)) as url:  # without Content-Length the cap must hold
+        yield url
 
 
 def test_download_arrives_intact(server, tmp_path):

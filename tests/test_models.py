@@ -85,12 +85,18 @@ def test_offline_error_names_the_expected_file(tmp_path, monkeypatch):
     assert models.PLACES365_URL in message and "--weights random" in message and "\n" not in message
 
 
-def test_cached_published_weights_are_used_without_network(tmp_path, monkeypatch):
+def _published_resnet18_in_cache(tmp_path, monkeypatch) -> dict[str, torch.Tensor]:
+    """resnet18's published file already in torch's cache (written here), and any download a failure."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     state = _trained_like_state(1000)
     (tmp_path / "checkpoints").mkdir()
     torch.save(state, tmp_path / "checkpoints" / models.model_spec("resnet18").weights_file)
     monkeypatch.setattr(models, "download_file", lambda *a, **k: pytest.fail("must not download"))
+    return state
+
+
+def test_cached_published_weights_are_used_without_network(tmp_path, monkeypatch):
+    state = _published_resnet18_in_cache(tmp_path, monkeypatch)
     assert _same_weights(models.build_model("resnet18", "imagenet"), state)
 
 
@@ -164,11 +170,7 @@ def test_layers_resolve_and_unknown_layers_name_the_choices(resnet18_random):
 
 def test_imagenet_is_an_alias_of_published(tmp_path, monkeypatch):
     """--weights imagenet and XAI_LENS_WEIGHTS=imagenet keep working: the same published file, one cached model."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    state = _trained_like_state(1000)
-    (tmp_path / "checkpoints").mkdir()
-    torch.save(state, tmp_path / "checkpoints" / models.model_spec("resnet18").weights_file)
-    monkeypatch.setattr(models, "download_file", lambda *a, **k: pytest.fail("must not download"))
+    state = _published_resnet18_in_cache(tmp_path, monkeypatch)
     models._load_cached.cache_clear()
     try:
         by_alias = models.load_model("resnet18", "imagenet", "cpu")

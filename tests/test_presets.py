@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from loopback import http_server
 
 import explainers.inputs.presets as presets
 from explainers.errors import XaiLensError
@@ -34,27 +33,15 @@ def offline_cache(tmp_path, monkeypatch, shared_dir):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     served: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            served.append(self.path)
-            name = self.path.rsplit("/", 1)[1]
-            data = (shared_dir / (WRONG_NAME if self.path.startswith("/wrong/") else name)).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(path: str) -> bytes:
+        served.append(path)
+        name = WRONG_NAME if path.startswith("/wrong/") else path.rsplit("/", 1)[1]
+        return (shared_dir / name).read_bytes()
 
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    local = tuple(dataclasses.replace(p, url=f"{base}/{p.filename}") for p in PRESETS)
-    monkeypatch.setattr(presets, "PRESETS", local)
-    yield served
-    httpd.shutdown()
-    httpd.server_close()
+    with http_server(respond) as base:
+        local = tuple(dataclasses.replace(p, url=f"{base}/{p.filename}") for p in PRESETS)
+        monkeypatch.setattr(presets, "PRESETS", local)
+        yield served
 
 
 def _serve_wrong_bytes(monkeypatch) -> None:
@@ -115,7 +102,7 @@ def test_examples_dir_precedence(tmp_path, monkeypatch):
 
 @pytest.mark.presets
 def test_local_folder_is_used_as_is_and_checked(shared_dir, monkeypatch):
-    monkeypatch.setattr(presets, "download_file", lambda *a, **k: pytest.fail("a local folder must not download"))
+    monkeypatch.setattr(presets, "download_or_refuse", lambda *a, **k: pytest.fail("a local folder must not download"))
     found = ensure_presets(shared_dir, progress=False)
     assert [(preset, path) for preset, path in found] == [(p, shared_dir / p.filename) for p in PRESETS]
 
@@ -155,7 +142,7 @@ def test_damaged_cache_entry_is_fetched_again(offline_cache):
 @pytest.mark.presets
 def test_wrong_download_is_refused_and_nothing_cached(offline_cache, monkeypatch):
     _serve_wrong_bytes(monkeypatch)
-    with pytest.raises(XaiLensError, match="does not match its sha256"):
+    with pytest.raises(XaiLensError, match="does not match its pinned sha256"):
         preset_path("kite")
     folder = examples_dir()
     assert not folder.exists() or not any(folder.iterdir())

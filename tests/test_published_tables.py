@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback import http_server
 
 from explainers.concepts import published
 from explainers.concepts.published import PublishedTable, load_published_table, published_csv, read_published_csv
@@ -22,31 +21,14 @@ CSV_TEXT = "layer,unit,description,similarity\n" + "".join(
     for unit in range(count)
 )
 PAYLOAD = CSV_TEXT.encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    hits = 0
-
-    def do_GET(self):
-        type(self).hits += 1
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(PAYLOAD)))
-        self.end_headers()
-        self.wfile.write(PAYLOAD)
-
-    def log_message(self, *args):
-        pass
+hits: list[str] = []  # paths the server was asked for
 
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    _Handler.hits = 0
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    hits.clear()
+    with http_server(lambda path: hits.append(path) or PAYLOAD) as url:
+        yield url
 
 
 def _spec(url: str, sha256: str = hashlib.sha256(PAYLOAD).hexdigest()) -> PublishedTable:
@@ -78,12 +60,12 @@ def test_the_download_is_verified_cached_and_read(server, tmp_path, monkeypatch)
     monkeypatch.setitem(published.PUBLISHED_TABLES, "resnet50-v1", _spec(f"{server}/table.csv"))
     table = load_published_table("resnet50-v1", tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["resnet50_imagenet_broden.csv"]
-    assert len(table.rows) == sum(LAYERS.values()) and _Handler.hits == 1
+    assert len(table.rows) == sum(LAYERS.values()) and len(hits) == 1
     load_published_table("resnet50-v1", tmp_path)
-    assert _Handler.hits == 1  # served from the cache
+    assert len(hits) == 1  # served from the cache
     (tmp_path / "resnet50_imagenet_broden.csv").write_text("damaged")
     load_published_table("resnet50-v1", tmp_path)
-    assert _Handler.hits == 2 and (tmp_path / "resnet50_imagenet_broden.csv").read_bytes() == PAYLOAD
+    assert len(hits) == 2 and (tmp_path / "resnet50_imagenet_broden.csv").read_bytes() == PAYLOAD
 
 
 def test_a_checksum_mismatch_is_one_line_and_leaves_nothing(server, tmp_path):

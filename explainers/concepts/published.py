@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dissection_data.tables import NeuronRow, NeuronTable
-from explainers.download import ChecksumMismatchError, download_file, sha256_of
+from explainers.download import download_or_refuse, sha256_of
 from explainers.errors import XaiLensError, first_line
 from explainers.limits import MAX_PUBLISHED_TABLE_BYTES
 
@@ -105,19 +105,14 @@ def published_csv(spec: PublishedTable, directory: Path | None = None, *, downlo
         target.unlink()  # damaged or replaced: fetch again
     if not download:
         raise XaiLensError(f"CLIP-dissect's {spec.model} table is not downloaded yet; allow downloading to fetch it.")
-    try:
-        download_file(spec.url, target, sha256=spec.sha256, max_bytes=MAX_PUBLISHED_TABLE_BYTES, progress=False)
-    except ChecksumMismatchError:
-        raise XaiLensError(
-            f"The download of {spec.file} does not match its pinned sha256 and was discarded; try again later or put "
-            f"the file from {spec.url} into {folder}."
-        ) from None
-    except (OSError, ValueError) as exc:  # URLError (its reason is the useful part), timeouts, over the cap
-        raise XaiLensError(
-            f"CLIP-dissect's {spec.model} table could not be downloaded ({first_line(exc, limit=100)}); "
-            f"on a machine without network, put {spec.file} from {spec.url} into {folder}."
-        ) from None
-    return target
+    return download_or_refuse(
+        spec.url,
+        target,
+        sha256=spec.sha256,
+        max_bytes=MAX_PUBLISHED_TABLE_BYTES,
+        what=f"CLIP-dissect's {spec.model} table",
+        advice=f"try again later, or on a machine without network put {spec.file} from {spec.url} into {folder}.",
+    )
 
 
 def read_published_csv(path: Path, spec: PublishedTable) -> NeuronTable:

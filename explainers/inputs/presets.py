@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from explainers.download import ChecksumMismatchError, download_file, sha256_of
-from explainers.errors import XaiLensError, first_line
+from explainers.download import download_or_refuse, sha256_of
+from explainers.errors import XaiLensError
 from explainers.limits import MAX_PRESET_DOWNLOAD_BYTES
 
 MANIFEST_PATH = Path(__file__).with_name("presets.json")
@@ -70,18 +70,14 @@ def examples_dir(explicit: str | Path | None = None) -> Path:
 
 def _download(preset: Preset, target: Path) -> None:
     """Fetch through the one downloader: size-capped, sha256-checked, renamed into place only when right."""
-    try:
-        download_file(preset.url, target, sha256=preset.sha256, max_bytes=MAX_PRESET_DOWNLOAD_BYTES, progress=False)
-    except ChecksumMismatchError:
-        raise XaiLensError(
-            f"The download of '{preset.filename}' does not match its sha256 and was discarded; try again later "
-            f"or set {ENV_VAR} to a folder holding the preset images."
-        ) from None
-    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, over the size cap
-        raise XaiLensError(
-            f"Preset '{preset.key}' could not be downloaded ({first_line(exc, limit=80)}); set {ENV_VAR} or "
-            "--examples-dir to a folder holding the preset images."
-        ) from None
+    download_or_refuse(
+        preset.url,
+        target,
+        sha256=preset.sha256,
+        max_bytes=MAX_PRESET_DOWNLOAD_BYTES,
+        what=f"Preset '{preset.key}' ({preset.filename})",
+        advice=f"try again later, or set {ENV_VAR} or --examples-dir to a folder holding the preset images.",
+    )
 
 
 def preset_path(key_or_preset: str | Preset, examples_dir: str | Path | None = None, *, download: bool = True) -> Path:
