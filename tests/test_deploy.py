@@ -93,3 +93,22 @@ def test_zerogpu_space_uses_a_documented_python_and_torch():
     torch_pin = requirement_pin("torch")
     assert torch_pin in ZEROGPU_TORCH
     assert requirement_pin("torchvision") == TORCHVISION_FOR[torch_pin]
+
+
+def test_on_a_space_every_model_is_fetched_at_start_and_a_missing_one_is_one_line(monkeypatch, caplog, tmp_path):
+    """A dedicated-GPU or CPU Space (SPACE_ID set, not ZeroGPU) loads every served model at start, so no
+    visitor waits on a weights host; where a host is down the app still starts and names the model.
+    (tests/test_zerogpu.py covers the same on ZeroGPU and off a Space.)"""
+    import app.__main__ as main_module
+    import app.gpu
+    from explainers.engine.models import MODEL_SPECS
+
+    monkeypatch.setenv("SPACE_ID", "someone/xai-lens-test")
+    monkeypatch.setattr(app.gpu, "zero_gpu", lambda: False)
+    missing = str(tmp_path / "unreachable.pth")
+    with caplog.at_level("WARNING", logger="xai_lens.app"):
+        assert main_module.prepare_models(missing) == []  # returns: the app goes on to launch
+    messages = [record.getMessage() for record in caplog.records]
+    assert [message.split()[3] for message in messages] == list(MODEL_SPECS)
+    assert all("unavailable at start" in m and "unreachable.pth" in m and "\n" not in m for m in messages)
+    assert all(record.exc_info is None for record in caplog.records)
