@@ -123,6 +123,12 @@ MAX_PARAM_FILE_NODES = 20_000
 MAX_PARAM_FILE_DEPTH = 16  # the format is 4 deep (file > preset > segmentation > spacing tuple)
 MAX_PARAM_ARRAY_ELEMENTS = 1000  # a numpy array in a file holds a colour or a few labels
 
+# --- The LIME tuner (explainers.tuning) -----------------------------------------------------------
+# 200 trials of the fastest settings take minutes; 12 hours is a night's run of all ten presets on a CPU.
+MAX_TUNING_TRIALS = 200  # per image
+MAX_TUNING_BUDGET_S = 12 * 3600  # the whole run: references, search and stability re-runs
+MAX_MASK_FILE_BYTES = 16 * 2**20  # a user's reference masks: ten 224x224 masks are ~0.5 MB even uncompressed
+
 
 def _env_int(name: str, default: int, low: int) -> int:
     raw = os.environ.get(name)

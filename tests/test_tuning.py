@@ -23,13 +23,14 @@ from explainers.comparison.masks import parse_rule
 from explainers.engine.cancel import CancelToken
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import PRESET_KEYS
+from explainers.limits import MAX_TUNING_BUDGET_S, MAX_TUNING_TRIALS
 from explainers.methods.base import Subject
 from explainers.tuning.__main__ import main as tuning_main
 from explainers.tuning.export import choose, export
 from explainers.tuning.objective import measure
 from explainers.tuning.references import make_reference
 from explainers.tuning.search_space import SearchSpace
-from explainers.tuning.study import MAX_BUDGET_S, MAX_TRIALS, tune
+from explainers.tuning.study import tune
 
 RULE = parse_rule("top:0.10")  # the planted patch is ~10% of the crop
 # Two planted images under preset keys, so their settings land in the parameter file.
@@ -172,10 +173,10 @@ def test_same_seed_gives_the_same_trials_and_front_and_another_seed_does_not(pla
     ("option", "value", "expected"),
     [
         ("--trials", "0", "trials must be a whole number from 1 to"),
-        ("--trials", str(MAX_TRIALS + 1), "trials must be a whole number from 1 to"),
+        ("--trials", str(MAX_TUNING_TRIALS + 1), "trials must be a whole number from 1 to"),
         ("--trials", "many", "trials must be a whole number"),
         ("--budget-s", "0", "budget must be from 1 to"),
-        ("--budget-s", str(MAX_BUDGET_S * 2), "budget must be from 1 to"),
+        ("--budget-s", str(MAX_TUNING_BUDGET_S * 2), "budget must be from 1 to"),
         ("--budget-s", "nan", "budget must be from 1 to"),
         ("--reference", "grader-truth", "Unknown reference 'grader-truth'"),
     ],

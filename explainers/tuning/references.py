@@ -33,7 +33,6 @@ NAMED_REFERENCES = ("converged", "cam-consensus")
 CONVERGED_SAMPLES = 5000  # lime's default is 1000; the top superpixels barely move past a few thousand
 REFERENCE_SEED_OFFSET = 7919  # the converged run's explainer seed = tuning seed + this (no trial uses it)
 CAM_METHODS = ("gradcam", "scorecam", "ablationcam")
-MAX_MASK_FILE_BYTES = 16 * 2**20  # ten 224x224 masks are ~0.5 MB even as uncompressed bytes
 MASK_SUFFIXES = (".png", ".npy")
 
 
@@ -134,7 +133,7 @@ class FileReference(Reference):
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    data, name = read_limited(path, limit_bytes=MAX_MASK_FILE_BYTES, kind="Reference mask file", advice="")
+    data, name = read_limited(path, limit_bytes=limits.MAX_MASK_FILE_BYTES, kind="Reference mask file", advice="")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -144,7 +143,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_one(path: Path) -> np.ndarray:
-    data, name = read_limited(path, limit_bytes=MAX_MASK_FILE_BYTES, kind="Reference mask", advice="")
+    data, name = read_limited(path, limit_bytes=limits.MAX_MASK_FILE_BYTES, kind="Reference mask", advice="")
     try:
         if path.suffix.lower() == ".npy":
             return np.load(io.BytesIO(data), allow_pickle=False)

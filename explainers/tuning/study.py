@@ -40,10 +40,6 @@ from explainers.tuning.references import CONVERGED_SAMPLES, Reference, make_refe
 from explainers.tuning.search_space import SearchSpace, suggest_entry
 from explainers.tuning.stability import OTHER_SEEDS, Stability, measure_stability
 
-# Caps on the tuner's own work-scaling inputs (to join the others in explainers.limits). 200 trials of
-# the fastest settings take minutes; 12 hours is a night's run of all ten presets on a CPU.
-MAX_TRIALS = 200
-MAX_BUDGET_S = 12 * 3600
 MAX_SEED = 2**31 - 1
 STARTUP_TRIALS = 10  # random trials before TPE starts modelling the front (Optuna's default)
 
@@ -119,11 +115,11 @@ def _whole_number(name: str, value: Any, low: int, high: int, what: str) -> int:
 
 
 def check_trials(value: Any) -> int:
-    return _whole_number("trials", value, 1, MAX_TRIALS, "trials per image")
+    return _whole_number("trials", value, 1, limits.MAX_TUNING_TRIALS, "trials per image")
 
 
 def check_budget(value: Any) -> float:
-    """Seconds for the whole run, from 1 to MAX_BUDGET_S."""
+    """Seconds for the whole run, from 1 to limits.MAX_TUNING_BUDGET_S."""
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -133,9 +129,11 @@ def check_budget(value: Any) -> float:
         isinstance(value, (bool, np.bool_))
         or not isinstance(value, (int, float, np.integer, np.floating))
         or not math.isfinite(value)
-        or not 1 <= value <= MAX_BUDGET_S
+        or not 1 <= value <= limits.MAX_TUNING_BUDGET_S
     ):
-        raise XaiLensError(f"budget must be from 1 to {MAX_BUDGET_S} seconds for the whole run, got {value!r:.30}")
+        raise XaiLensError(
+            f"budget must be from 1 to {limits.MAX_TUNING_BUDGET_S} seconds for the whole run, got {value!r:.30}"
+        )
     return float(value)
 
 
