@@ -7,6 +7,7 @@ number per image, and fc gives its logits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -112,19 +113,38 @@ def activations(
     )
 
 
+IMAGE_CHUNK = 128  # CLIP image features are also cached per chunk of this many probe images
+
+
 def image_features(cache: FeatureCache, encoder: ClipEncoder, probe_set: ProbeSet, batch_size: int = 32):
-    """images x d, L2-normalised CLIP image features (once per CLIP model and probe set)."""
+    """images x d, L2-normalised CLIP image features (once per CLIP model and probe set).
+
+    The longest pass of a CPU build, so it is also cached chunk by chunk: a build killed during it
+    resumes at the first chunk it had not finished, instead of starting the pass again."""
+    key = {"clip": encoder.model_id, "probe": probe_set.fingerprint}
+
+    def encode(chunk: ProbeSet, progress: Any) -> torch.Tensor:
+        parts = []
+        for batch in _batches(chunk.images(), batch_size):
+            parts.append(encoder.encode_images(batch))
+            progress.update(len(batch))
+        return torch.cat(parts)
 
     def compute() -> torch.Tensor:
         parts = []
         progress = tqdm(total=len(probe_set), desc="CLIP image features", unit="img")
-        for batch in _batches(probe_set.images(), batch_size):
-            parts.append(encoder.encode_images(batch))
-            progress.update(len(batch))
+        for start in range(0, len(probe_set), IMAGE_CHUNK):
+            stop = min(start + IMAGE_CHUNK, len(probe_set))
+            chunk = ProbeSet(probe_set.name, probe_set.paths[start:stop], probe_set.ids[start:stop], "", "")
+            done = len(cache.hits)
+            compute_chunk = functools.partial(encode, chunk, progress)
+            parts.append(cache.get_or_compute("clip_image_chunks", {**key, "images": [start, stop]}, compute_chunk))
+            if len(cache.hits) > done:  # reused from a run that stopped later on
+                progress.update(stop - start)
         progress.close()
         return torch.cat(parts)
 
-    return cache.get_or_compute("clip_images", {"clip": encoder.model_id, "probe": probe_set.fingerprint}, compute)
+    return cache.get_or_compute("clip_images", key, compute)
 
 
 def text_features(cache: FeatureCache, encoder: ClipEncoder, concepts: Sequence[str], batch_size: int = 256):

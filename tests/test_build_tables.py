@@ -17,7 +17,7 @@ import torch
 from dissection_planted import CLASSES, CONCEPTS, SIDE, SIZES_PER_SHAPE, PlantedClip, PlantedNet, planted_model
 
 from dissection_data import build as build_module
-from dissection_data import provenance, space_tables
+from dissection_data import features, provenance, space_tables
 from dissection_data.concepts import _make
 from dissection_data.probes import folder_probe_set
 from dissection_data.synthetic import write_shape_probe_set
@@ -184,6 +184,37 @@ def test_a_build_killed_halfway_resumes_from_what_was_done(tmp_path, shape_probe
     assert image_calls == [] and first_calls == []  # done before the failure: reused from the cache
     assert [o.model for o in outcomes if o.promoted] == ["first", "second"]
     assert any("a rerun resumes" in line for line in lines)
+
+
+def test_a_build_killed_inside_the_clip_image_pass_resumes_at_the_next_chunk(tmp_path, shape_probes, monkeypatch):
+    """The CPU build's longest pass is cached chunk by chunk: killed in its third chunk, the rerun encodes
+    only the images from that chunk on, and the table is the same as an uninterrupted build's."""
+    monkeypatch.setattr(features, "IMAGE_CHUNK", 8)
+    plan = space_tables.plan_space_build(tmp_path / "tables", tmp_path / "cache", device="cpu")
+    dying, encoded = PlantedClip(), []
+    original = dying.encode_images
+
+    def killed_in_third_chunk(images):
+        if len(encoded) >= 16:
+            raise KeyboardInterrupt
+        encoded.extend(images)
+        return original(images)
+
+    dying.encode_images = killed_in_third_chunk
+    with pytest.raises(KeyboardInterrupt):
+        space_tables.build_and_promote(plan, log=lambda line: None, **{**inputs(shape_probes, trained_planted()),
+                                                                      "encoder": dying})  # fmt: skip
+    resumed, encoded_again = PlantedClip(), []
+    original_resumed = resumed.encode_images
+    resumed.encode_images = lambda images: encoded_again.extend(images) or original_resumed(images)
+    rerun = {**inputs(shape_probes, trained_planted()), "encoder": resumed}
+    (outcome,) = space_tables.build_and_promote(plan, log=lambda line: None, **rerun)
+    assert len(encoded_again) == len(shape_probes) - 16  # the first two chunks came from the cache
+    assert outcome.promoted is not None
+    fresh = space_tables.plan_space_build(tmp_path / "fresh", tmp_path / "fresh-cache", device="cpu")
+    space_tables.build_and_promote(fresh, log=lambda line: None, **inputs(shape_probes, trained_planted()))
+    resumed_rows = read_table(outcome.promoted).rows
+    assert resumed_rows == read_table(tmp_path / "fresh" / "planted").rows
 
 
 # --- provenance: one line per kind, and which tables the app presents ---
