@@ -16,6 +16,7 @@ from explainers.comparison.masks import DEFAULT_RULE, parse_rule
 from explainers.errors import XaiLensError
 
 STUDY_METHODS = "gradcam,scorecam,ablationcam,lime"
+INTERRUPTED = "interrupted: finished images are saved; run the same command to resume"
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished images are saved; run the same command to resume", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
 
 

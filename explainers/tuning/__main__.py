@@ -27,11 +27,11 @@ class _OneLineParser(argparse.ArgumentParser):
     """argparse prints usage plus the error; here a bad option is one line like every other refusal."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise XaiLensError(f"{message}; see python -m explainers.tuning --help")
+        raise XaiLensError(f"{message}; see {self.prog} --help")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m explainers.tuning", description=__doc__.splitlines()[0])
+def add_tuning_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The tuner's options (shared with the `tune-lime` subcommand of `python -m explainers`)."""
     parser.add_argument("--preset", default="imagenet10", choices=["imagenet10"], help="the images to tune for")
     parser.add_argument("--images", default=None, help="comma list of preset keys to tune (default: all ten)")
     parser.add_argument("--examples-dir", default=None, help="folder holding the preset images (else downloaded)")
@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return add_tuning_arguments(_OneLineParser(prog="python -m explainers.tuning", description=__doc__.splitlines()[0]))
+
+
 def _preset_images(examples_dir: str | None, wanted: str | None) -> dict[str, Path]:
     from explainers.inputs.presets import PRESET_KEYS, find_preset, preset_path
 
@@ -72,6 +76,20 @@ def _print_progress(progress: Progress) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check every input, tune, and write the front and the parameter file (lime's own progress bars off)."""
+    # lime 0.2.0.1 draws a progress bar per explanation; the tuner reports per trial instead.
+    quiet_before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return _run(args)
+    finally:
+        if quiet_before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet_before
+
+
+def _run(args: argparse.Namespace) -> int:
     trials, budget_s, seed = check_trials(args.trials), check_budget(args.budget_s), check_seed(args.seed)
     check_reference_name(args.reference)
     rule = parse_rule(args.mask)
@@ -110,9 +128,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # lime 0.2.0.1 draws a progress bar per explanation; the tuner reports per trial instead.
-    quiet_before = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
     try:
         return run(build_parser().parse_args(argv))
     except XaiLensError as error:
@@ -121,11 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    finally:
-        if quiet_before is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet_before
 
 
 if __name__ == "__main__":
