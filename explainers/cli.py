@@ -1,4 +1,5 @@
-"""`python -m explainers`: explain images, run the ten-preset report, manage LIME parameter files."""
+"""`python -m explainers`: explain images, run the ten-preset report, manage LIME parameter files, run the
+agreement study over a data set, tune LIME's settings."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from explainers.comparison.masks import DEFAULT_RULE
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.methods import CORE_METHODS, METHODS
 
 
@@ -33,6 +35,31 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-layer", default=None, help="CAM layer, e.g. layer4[-1] (default) or layer3")
     parser.add_argument("--lime-params", default=None, help="LIME parameter file (.pkl or .json) with the ten keys")
     parser.add_argument("--out", default="out", type=Path, help="output folder")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; here a bad option is one `error:` line like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise XaiLensError(f"{message}; see {self.prog} --help")
+
+
+# `--concepts` given without a table: the model's own (default_table: already on this machine, never downloaded).
+OWN_TABLE = True
+
+
+def _add_concept_option(parser: argparse.ArgumentParser, always: bool) -> None:
+    what = "the report's 'top concepts' column" if always else "DIR/<stem>/concepts.json and concepts.png"
+    parser.add_argument(
+        "--concepts",
+        nargs=None if always else "?",
+        const=None if always else OWN_TABLE,
+        default=None,
+        metavar="TABLE",
+        help=f"why, in concepts: {what} from layer4's unit contributions (one extra forward pass an image) named by "
+        "a neuron table: a table folder, a CSV in CLIP-dissect's layout, or 'published' (downloaded once); "
+        "default: the model's own table",
+    )
 
 
 def _add_metric_options(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +101,10 @@ def _measure(explanation, options: dict, target_layer: str | None, lime_params: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__)
+    from explainers.study.__main__ import add_study_arguments
+    from explainers.tuning.__main__ import add_tuning_arguments
+
+    parser = _OneLineParser(prog="python -m explainers", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     explain = commands.add_parser("explain", help="explain one or more images")
@@ -83,12 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--lime-key", default=None, help="which entry of --lime-params to use (default: by file name)")
     _add_model_options(explain)
     _add_metric_options(explain)
+    _add_concept_option(explain, always=False)
 
     report = commands.add_parser("report", help="all ten presets: overlays grid, IoU chart and table")
     report.add_argument("--preset", default="imagenet10", choices=["imagenet10"])
     report.add_argument("--examples-dir", default=None, help="folder holding the preset images (else downloaded)")
     _add_model_options(report)
     _add_metric_options(report)
+    _add_concept_option(report, always=True)
 
     params = commands.add_parser("params", help="write or check a LIME parameter file")
     params_commands = params.add_subparsers(dest="params_command", required=True)
@@ -96,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("path", type=Path, help="explain_params.pkl (or .json)")
     check = params_commands.add_parser("check", help="validate a parameter file (read through the restricted loader)")
     check.add_argument("path", type=Path)
+
+    study = commands.add_parser(
+        "study", help="the agreement study over a data set, on Ray (same as python -m explainers.study)"
+    )
+    add_study_arguments(study)
+    tune = commands.add_parser(
+        "tune-lime", help="search LIME's settings per preset (same as python -m explainers.tuning)"
+    )
+    add_tuning_arguments(tune)
     return parser
 
 
@@ -119,6 +160,35 @@ def _lime_entry(params: dict | None, image: Path, chosen_key: str | None) -> dic
     return params[max(matches, key=len)] if matches else {}
 
 
+class _ConceptStep:
+    """`explain --concepts`: the table is opened (or refused) once, before any image; then each image's
+    target logit is split over layer4's units and written beside its maps."""
+
+    def __init__(self, model, source: str | bool) -> None:
+        from explainers.concepts.tables import open_table
+
+        self.model = model
+        self.table = open_table(None if source is OWN_TABLE else str(source), model.name)
+        self.warned: set[str] = set()
+
+    def run(self, explanation, directory: Path) -> None:
+        from explainers.concepts import UNLABELLED, attribute_concepts
+        from explainers.outputs.summary import write_concepts
+
+        # One more forward pass (no backward): attribute_concepts reads layer4 itself; the CAM methods keep
+        # their activations to themselves, so Grad-CAM's pass cannot be shared without changing them.
+        result = attribute_concepts(self.model, explanation.crop, explanation.target.index, self.table)
+        write_concepts(result, explanation.crop, directory)
+        for warning in result.warnings:  # loud, once a run: demo labels, random weights, no table
+            if warning not in self.warned and warning != RANDOM_WEIGHTS_WARNING:
+                print(f"concepts: {warning}", file=sys.stderr)
+                self.warned.add(warning)
+        top = [f"{name} {share:.0%}" for name, share in result.by_concept.items() if name != UNLABELLED][:3]
+        table = result.table["key"] if result.table else "no table"
+        named = ", ".join(top) or f"no unit labelled above similarity {result.min_similarity:g}"
+        print(f"{explanation.image_name}: concepts ({table}): {named} -> {directory / 'concepts.json'}")
+
+
 def run_explain(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -129,6 +199,7 @@ def run_explain(args: argparse.Namespace) -> int:
     metric_options = _metric_options(args)
     model = load_model(args.model, args.weights, args.device)
     params = _load_lime_params(args.lime_params)
+    concepts = _ConceptStep(model, args.concepts) if args.concepts is not None else None
     if model.is_random:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     finished = []
@@ -155,6 +226,8 @@ def run_explain(args: argparse.Namespace) -> int:
 
             maps = {name: s.map for name, s in explanation.saliency.items()}
             write_figures(directory, explanation.metrics, maps, {m: METHODS[m].title for m in maps})
+        if concepts is not None:
+            concepts.run(explanation, directory)
         finished.append(explanation)
         target = explanation.target
         iou = ", ".join(f"{pair}={value:.2f}" for pair, value in explanation.iou.items())
@@ -187,6 +260,7 @@ def run_report(args: argparse.Namespace) -> int:
         args.target_layer,
         metrics=metrics,
         metric_options=metric_options,
+        concept_source=args.concepts,
     )
     print(f"Report written to {args.out}/report.md")
     print(answer_simple_vs_complex(rows))
@@ -208,18 +282,48 @@ def run_params(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "tf32", None):
-        from explainers.engine import precision
+def run_study(args: argparse.Namespace) -> int:
+    from explainers.study.__main__ import run
 
-        precision.configure(True)
-    runners = {"explain": run_explain, "report": run_report, "params": run_params}
+    return run(args)
+
+
+def run_tune_lime(args: argparse.Namespace) -> int:
+    from explainers.tuning.__main__ import run
+
+    return run(args)
+
+
+RUNNERS = {
+    "explain": run_explain,
+    "report": run_report,
+    "params": run_params,
+    "study": run_study,
+    "tune-lime": run_tune_lime,
+}
+
+
+def _interrupted_message(command: str | None) -> str:
+    if command == "study":
+        from explainers.study.__main__ import INTERRUPTED
+
+        return INTERRUPTED
+    return "interrupted"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command = None
     try:
-        return runners[args.command](args)
+        args = build_parser().parse_args(argv)
+        command = args.command
+        if getattr(args, "tf32", None):
+            from explainers.engine import precision
+
+            precision.configure(True)
+        return RUNNERS[command](args)
     except XaiLensError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {first_line(error, limit=1000)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(_interrupted_message(command), file=sys.stderr)
         return 130

@@ -15,18 +15,23 @@ from skimage.color import rgb2gray
 from skimage.feature import canny
 from tqdm.auto import tqdm
 
+from dissection_data.tables import NeuronTable
 from explainers.comparison.masks import DEFAULT_RULE
+from explainers.concepts import UNLABELLED, ConceptAttribution, attribute_concepts
+from explainers.concepts.tables import open_table
 from explainers.engine.cancel import CancelToken
 from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel
+from explainers.errors import XaiLensError, first_line
 from explainers.faithfulness import measure_explanation
 from explainers.faithfulness.figures import metrics_bar_chart
 from explainers.faithfulness.randomization import UNCHANGED_SPEARMAN
 from explainers.methods import CORE_METHODS, METHODS, create_method
 from explainers.outputs import render
-from explainers.outputs.summary import write_iou_csv
+from explainers.outputs.summary import write_concepts, write_iou_csv
 from explainers.pipeline import Explanation, explain_image
 
 SIMPLE_EXAMPLE, COMPLEX_EXAMPLE = "goldfish", "kite"
+TOP_CONCEPTS = 3  # labels per image in the report's concept column
 
 
 def edge_density(crop: np.ndarray) -> float:
@@ -40,6 +45,18 @@ class ReportRow:
     explanation: Explanation
     true_label: str
     complexity: float
+    concepts: ConceptAttribution | None = None
+    concepts_note: str = ""  # the concept column's cell when there is no attribution: why not
+
+    @property
+    def top_concepts(self) -> str:
+        """'fur 31%, water 12%, sky 8%': the labels carrying most of the positive evidence, or why there are none."""
+        if self.concepts is None:
+            return self.concepts_note
+        named = [(name, share) for name, share in self.concepts.by_concept.items() if name != UNLABELLED]
+        if not named:
+            return f"no unit labelled above similarity {self.concepts.min_similarity:g}"
+        return ", ".join(f"{name} {share:.0%}" for name, share in named[:TOP_CONCEPTS])
 
     @property
     def mean_iou(self) -> float:
@@ -70,14 +87,52 @@ def answer_simple_vs_complex(rows: Sequence[ReportRow]) -> str:
 
 def iou_table_markdown(rows: Sequence[ReportRow]) -> str:
     pairs = list(rows[0].explanation.iou) if rows else []
+    with_concepts = any(row.top_concepts for row in rows)
     header = ["image", "true class", "top-1", "edge density", *[p.replace("|", " vs ") for p in pairs], "mean IoU"]
+    header += [f"top {TOP_CONCEPTS} concepts (share of the positive layer4 evidence)"] if with_concepts else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         e = row.explanation
         cells = [row.key, row.true_label, f"{e.target.label} ({e.target.probability:.2f})", f"{row.complexity:.3f}"]
         cells += [f"{e.iou[p]:.3f}" for p in pairs] + [f"{row.mean_iou:.3f}"]
+        cells += [row.top_concepts.replace("|", "/")] if with_concepts else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def report_concept_table(model: LoadedModel, source: str | Path | None = None) -> tuple[NeuronTable | None, str]:
+    """The neuron table for the concept column and, when there is none, the cell that says why not.
+
+    `source` as `explain --concepts`: None for the model's own table (never downloaded), 'published', a
+    table folder or a CSV. A table computed for another model is refused in one line, before any work.
+    """
+    table = open_table(source, model.name)
+    if table is None:
+        return None, f"no neuron table for {model.name} (python -m dissection_data build makes one)"
+    return table, ""
+
+
+def _row_concepts(
+    model: LoadedModel, explanation: Explanation, table: NeuronTable | None, directory: Path
+) -> tuple[ConceptAttribution | None, str]:
+    """One more forward pass (layer4, no backward): the unit split of the target logit, saved as concepts.json."""
+    if table is None:
+        return None, ""
+    try:
+        result = attribute_concepts(model, explanation.crop, explanation.target.index, table)
+    except XaiLensError as error:  # e.g. a model without a ResNet head: the cell says so, the report goes on
+        return None, f"not available: {first_line(error, limit=160)}"
+    write_concepts(result, explanation.crop, directory, picture=False)
+    return result, ""
+
+
+def concepts_note_markdown(table: NeuronTable | None, why_not: str) -> str:
+    """Which table named the concepts, and loudly when its labels are demo ones."""
+    if table is None:
+        return f"Concepts: {why_not}."
+    source = table.meta.get("source", "built by dissection_data")
+    note = f"Concepts: layer4 units named by table `{table.key}` ({source}); per image in `<stem>/concepts.json`."
+    return note + (f"\n\n**{table.warning}**" if table.warning else "")
 
 
 def build_report(
@@ -92,15 +147,20 @@ def build_report(
     metrics: Sequence[str] | None = None,
     metric_options: Mapping[str, Any] | None = None,
     cancel: CancelToken | None = None,
+    concept_source: str | Path | None = None,
 ) -> list[ReportRow]:
     """Explain each (preset, path), save per-image outputs, iou.csv, figures and report.md.
 
     `cancel` reaches every image's explanation, so a stopped or timed-out run ends between batches.
 
+    The top concepts per image come from `concept_source` (see report_concept_table: by default the
+    model's own table, when this machine has one; else the column says why not).
+
     With `metrics` (e.g. ["deletion", "insertion", "road", "sanity"]) each image's maps are also
     measured (metric_options: steps, baseline, seed), and metrics.csv / metrics_bar.png are written.
     """
     out_dir = Path(out_dir)
+    concept_table, why_not = report_concept_table(model, concept_source)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for index, (preset, path) in enumerate(tqdm(images, desc="presets", unit="image")):
@@ -124,15 +184,19 @@ def build_report(
                 **dict(metric_options or {}),
                 make_method=lambda name, p=params: create_method(name, target_layer=target_layer, lime_params=p),
             )
-        explanation.save(out_dir)
+        directory = explanation.save(out_dir)
+        concepts, note = _row_concepts(model, explanation, concept_table, directory)
         true_label = model.categories[preset.class_index] if preset.class_index < len(model.categories) else "?"
-        rows.append(ReportRow(preset.key, explanation, true_label, edge_density(explanation.crop)))
-    write_report_files(rows, out_dir, model)
+        row = ReportRow(preset.key, explanation, true_label, edge_density(explanation.crop), concepts, note or why_not)
+        rows.append(row)
+    write_report_files(rows, out_dir, model, concepts_note_markdown(concept_table, why_not))
     return rows
 
 
-def write_report_files(rows: Sequence[ReportRow], out_dir: Path, model: LoadedModel) -> dict[str, Path]:
-    """iou.csv, iou_bar.png, overlays_grid.png, iou_table.md and report.md."""
+def write_report_files(
+    rows: Sequence[ReportRow], out_dir: Path, model: LoadedModel, concepts_note: str = ""
+) -> dict[str, Path]:
+    """iou.csv, iou_bar.png, overlays_grid.png, iou_table.md and report.md (with `concepts_note` under the table)."""
     write_iou_csv([r.explanation for r in rows], out_dir / "iou.csv")
     methods = list(rows[0].explanation.saliency) if rows else []
     titles = {m: METHODS[m].title for m in methods}
@@ -163,10 +227,11 @@ def write_report_files(rows: Sequence[ReportRow], out_dir: Path, model: LoadedMo
             f"{answer_agreement_vs_faithfulness(rows)}\n\n![Metrics per method](metrics_bar.png)"
         )
     weights_note = f"\n\n**{RANDOM_WEIGHTS_WARNING}**" if model.is_random else ""
+    concepts_section = f"{concepts_note}\n\n" if concepts_note else ""
     rule = rows[0].explanation.mask_rule if rows else ""
     files["report"].write_text(
         f"# XAI Lens report: {model.spec.title}{weights_note}\n\nMask rule: `{rule}`;"
-        f" maps and masks {render.CROP_CAPTION}.\n\n{table}\n\n## Simple vs complex images\n\n"
+        f" maps and masks {render.CROP_CAPTION}.\n\n{table}\n\n{concepts_section}## Simple vs complex images\n\n"
         f"{answer_simple_vs_complex(rows)}\n\n![IoU per image](iou_bar.png)\n\n![Overlays](overlays_grid.png)"
         f"{metrics_section}\n"
     )

@@ -20,6 +20,7 @@ from explainers.engine.provenance import library_versions
 from explainers.outputs import render
 
 if TYPE_CHECKING:
+    from explainers.concepts.attribution import ConceptAttribution
     from explainers.pipeline import Explanation
 
 VERSIONED = ("torch", "torchvision", "grad-cam", "lime", "numpy", "scikit-image")
@@ -39,8 +40,7 @@ def summary_of(explanation: Explanation) -> dict[str, Any]:
         "mask_rule": explanation.mask_rule,
         "precision": precision.describe(explanation.model.device),
         "params": {name: jsonable(s.params) for name, s in explanation.saliency.items()},
-        "maps": f"float32 HxW in [0,1] {render.CROP_CAPTION} "
-        f"({explanation.crop.shape[1]}x{explanation.crop.shape[0]})",
+        "maps": f"float32 HxW in [0,1] {render.CROP_CAPTION} ({explanation.crop.shape[1]}x{explanation.crop.shape[0]})",
         "created": explanation.created,
         "versions": library_versions(VERSIONED),
     }
@@ -65,6 +65,22 @@ def save_explanation(explanation: Explanation, out_dir: Path) -> Path:
             render.save_png(boundaries, directory / f"{name}_superpixels.png")
     (directory / "summary.json").write_text(json.dumps(summary_of(explanation), indent=2))
     return directory
+
+
+def write_concepts(
+    result: ConceptAttribution, crop: np.ndarray, directory: Path, picture: bool = True
+) -> dict[str, Path]:
+    """DIR/<stem>/concepts.json (ConceptAttribution.to_json: the README's concepts contract) and concepts.png."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"concepts.json": directory / "concepts.json"}
+    files["concepts.json"].write_text(json.dumps(jsonable(result.to_json()), indent=2))
+    if picture:
+        from explainers.concepts.render import concepts_figure
+
+        files["concepts.png"] = directory / "concepts.png"
+        files["concepts.png"].write_bytes(render.figure_png(concepts_figure(crop, result)))
+    return files
 
 
 def write_iou_csv(explanations: Sequence[Explanation], path: Path) -> None:
