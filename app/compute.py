@@ -177,3 +177,120 @@ def presets_on_gpu(
 def _plain(methods: str | Sequence[str]) -> str | list[str]:
     """Method names as given: a 'gradcam,lime' string stays one (list() would split it into letters)."""
     return methods if isinstance(methods, str) else list(methods)
+
+
+# --- The LIME tuner (LIME parameters tab; explainers.tuning does the work) -----------------------------
+TUNER_LEASE_CAP_S = 300  # the longest GPU lease a tuning run asks ZeroGPU for (as the ten-preset run)
+TUNER_LEASE_MARGIN_S = 30  # the tuner may end one LIME run past its budget, then the export writes its files
+
+
+def tuner_seconds(arguments: Mapping[str, Any]) -> int:
+    """Lease for a tuning run: its own budget (wall seconds already, so no slowdown factor), the worker's start
+    and a margin, within TUNER_LEASE_CAP_S."""
+    import math
+
+    from app.gpu import WORKER_START_S
+
+    try:
+        budget = max(0.0, float(arguments.get("budget_s") or 0))
+    except (TypeError, ValueError):  # refused in the worker with a one-line reason
+        budget = 0.0
+    return min(TUNER_LEASE_CAP_S, math.ceil(WORKER_START_S + budget + TUNER_LEASE_MARGIN_S))
+
+
+def run_tuner(
+    image_paths: Mapping[str, str],
+    model_name: str,
+    weights: str,
+    reference: str,
+    *,
+    trials: int,
+    budget_s: float,
+    max_samples: int,
+    reference_samples: int,
+    families: Sequence[str],
+    min_iou: float | None,
+    out_dir: str,
+    on_progress: Callable[[float, str], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Tune LIME's settings for the given preset images and export the front, the summary and the parameter file.
+
+    Returns plain data: why it stopped, the files, the chosen parameters (all ten entries) and the keys tuned.
+    Stop (`cancel`) ends the search between LIME batches; what was found so far is still exported."""
+    result = tuner_on_gpu(
+        dict(image_paths),
+        model_name,
+        weights,
+        reference,
+        trials=trials,
+        budget_s=budget_s,
+        max_samples=max_samples,
+        reference_samples=reference_samples,
+        families=list(families),
+        min_iou=min_iou,
+        out_dir=out_dir,
+        on_progress=None if zero_gpu() else on_progress,
+        cancel=None if zero_gpu() else cancel,
+    )
+    if isinstance(result, Refusal):
+        raise result.error from None
+    return result
+
+
+@gpu(duration=tuner_seconds)
+def tuner_on_gpu(
+    image_paths: Mapping[str, str],
+    model_name: str,
+    weights: str,
+    reference: str,
+    *,
+    trials: int,
+    budget_s: float,
+    max_samples: int,
+    reference_samples: int,
+    families: Sequence[str],
+    min_iou: float | None,
+    out_dir: str,
+    on_progress: Callable[[float, str], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any] | Refusal:
+    """run_tuner's work, where the GPU is."""
+    from explainers.inputs.param_file import load_lime_params
+    from explainers.tuning.export import check_min_iou, choices, export
+    from explainers.tuning.search_space import SearchSpace
+    from explainers.tuning.study import Progress, check_budget, tune
+
+    def report(step: Progress) -> None:
+        if on_progress is not None:
+            done = (step.image_index + min(step.trials_done, step.trials) / max(step.trials, 1)) / max(step.images, 1)
+            on_progress(min(done, 1.0), f"image {step.image_index + 1}/{step.images}: {step.message}")
+
+    try:
+        min_iou = check_min_iou(min_iou)
+        token = cancel if cancel is not None else CancelToken(check_budget(budget_s) + TUNER_LEASE_MARGIN_S)
+        model = load_model(model_name, weights)
+        result = tune(
+            dict(image_paths),
+            model,
+            reference,
+            trials=trials,
+            budget_s=budget_s,
+            space=SearchSpace(families=tuple(families), max_samples=max_samples),
+            converged_samples=reference_samples,
+            progress=report,
+            cancel=token,
+        )
+        paths = export(result, out_dir, min_iou)
+        params = load_lime_params(paths["explain_params.pkl"])
+    except XaiLensError as exc:
+        return Refusal(exc)
+    return {
+        "stopped": result.stopped,
+        "elapsed_s": result.elapsed_s,
+        "tuned": sorted(choices(result, min_iou)),
+        "trials": {key: len(image.trials) for key, image in result.images.items()},
+        "params": params,
+        "summary": Path(paths["summary.md"]).read_text(encoding="utf-8"),
+        "files": {name: str(path) for name, path in paths.items()},
+    }

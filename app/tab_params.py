@@ -1,4 +1,4 @@
-"""Tab 4: the LIME parameter file: edit per preset, validate, preview, download, inspect an upload."""
+"""Tab 4: the LIME parameter file: edit per preset, tune, validate, preview, download, inspect an upload."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from app import settings
 from app.compute import explain_views
 from app.errors import user_error
 from app.lime_form import LimeForm, lime_form
+from app.panel_tuner import build_tuner_panel
 from app.settings import AppConfig
 from explainers import limits
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS
@@ -60,7 +61,7 @@ def valid_message(params: dict) -> str:
 
 
 def build_params_tab(config: AppConfig) -> None:
-    """Lay out tab 4 and wire it (api names: validate_params, download_params, inspect_params)."""
+    """Lay out tab 4 and wire it (api names: validate_params, download_params, inspect_params, tune_lime)."""
     defaults = default_lime_params()
     gr.Markdown(
         f"The assignment's `{PARAMS_FILENAME}`: one entry per preset, each the keyword arguments of LIME's "
@@ -77,6 +78,8 @@ def build_params_tab(config: AppConfig) -> None:
     out_file = gr.File(label=PARAMS_FILENAME)
     with gr.Accordion("All parameters (JSON): edit directly if you prefer", open=False):
         editor = gr.Code(params_json(defaults), language="json", label="All parameters (JSON)", interactive=True)
+    with gr.Accordion("Find settings with the tuner: IoU against LIME's time, per image", open=False):
+        tuned = build_tuner_panel(config, editor)
     with gr.Accordion("Preview one preset with LIME", open=False):
         with gr.Row():
             preview_model = gr.Dropdown(
@@ -149,6 +152,7 @@ def build_params_tab(config: AppConfig) -> None:
     key.change(fill_form, [key, editor], form.components, api_visibility="private")
     for component in form.components:  # .input: the visitor's edits only, not the refills from fill_form
         component.input(apply_entry, [key, editor, *form.components], [editor, message], api_visibility="private")
+    tuned.then(fill_form, [key, editor], form.components, api_visibility="private")  # the form shows the tuned entry
     reset.click(lambda: params_json(default_lime_params()), None, editor, api_visibility="private")
     validate.click(validate_text, editor, message, api_name="validate_params")
     download.click(make_file, editor, out_file, api_name="download_params")
