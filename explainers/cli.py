@@ -185,6 +185,7 @@ class _ConceptStep:
                 self.warned.add(warning)
         top = [f"{name} {share:.0%}" for name, share in result.by_concept.items() if name != UNLABELLED][:3]
         table = result.table["key"] if result.table else "no table"
+        table += ", DEMO labels" if self.table is not None and self.table.is_demo else ""
         named = ", ".join(top) or f"no unit labelled above similarity {result.min_similarity:g}"
         print(f"{explanation.image_name}: concepts ({table}): {named} -> {directory / 'concepts.json'}")
 
@@ -241,7 +242,12 @@ def run_report(args: argparse.Namespace) -> int:
     from explainers.engine.models import load_model
     from explainers.inputs.param_file import default_lime_params
     from explainers.inputs.presets import ensure_presets
-    from explainers.outputs.report import answer_agreement_vs_faithfulness, answer_simple_vs_complex, build_report
+    from explainers.outputs.report import (
+        answer_agreement_vs_faithfulness,
+        answer_simple_vs_complex,
+        build_report,
+        report_concept_table,
+    )
 
     metric_options = _metric_options(args) or {}
     metrics = metric_options.pop("metrics", None)
@@ -249,6 +255,9 @@ def run_report(args: argparse.Namespace) -> int:
     if model.is_random:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     params = _load_lime_params(args.lime_params) or default_lime_params()
+    concept_table, why_not = report_concept_table(model, args.concepts)  # a wrong table fails before any image
+    if concept_table is None:
+        print(f"concepts column: {why_not}", file=sys.stderr)
     presets = ensure_presets(args.examples_dir)
     rows = build_report(
         model,
@@ -260,7 +269,7 @@ def run_report(args: argparse.Namespace) -> int:
         args.target_layer,
         metrics=metrics,
         metric_options=metric_options,
-        concept_source=args.concepts,
+        concept_source=concept_table,
     )
     print(f"Report written to {args.out}/report.md")
     print(answer_simple_vs_complex(rows))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from dissection_data.tables import NeuronTable
 from explainers.comparison.masks import DEFAULT_RULE
 from explainers.concepts import UNLABELLED, ConceptAttribution, attribute_concepts
+from explainers.concepts.attribution import check_table_fits
 from explainers.concepts.tables import open_table
 from explainers.engine.cancel import CancelToken
 from explainers.engine.models import RANDOM_WEIGHTS_WARNING, LoadedModel
@@ -100,13 +101,20 @@ def iou_table_markdown(rows: Sequence[ReportRow]) -> str:
     return "\n".join(lines)
 
 
-def report_concept_table(model: LoadedModel, source: str | Path | None = None) -> tuple[NeuronTable | None, str]:
+def report_concept_table(
+    model: LoadedModel, source: str | Path | NeuronTable | None = None
+) -> tuple[NeuronTable | None, str]:
     """The neuron table for the concept column and, when there is none, the cell that says why not.
 
     `source` as `explain --concepts`: None for the model's own table (never downloaded), 'published', a
-    table folder or a CSV. A table computed for another model is refused in one line, before any work.
+    table folder or a CSV, or a table already open. A table computed for another model is refused in one
+    line, before any work.
     """
-    table = open_table(source, model.name)
+    if isinstance(source, NeuronTable):
+        check_table_fits(source, model.name)
+        table: NeuronTable | None = source
+    else:
+        table = open_table(source, model.name)
     if table is None:
         return None, f"no neuron table for {model.name} (python -m dissection_data build makes one)"
     return table, ""
@@ -147,7 +155,7 @@ def build_report(
     metrics: Sequence[str] | None = None,
     metric_options: Mapping[str, Any] | None = None,
     cancel: CancelToken | None = None,
-    concept_source: str | Path | None = None,
+    concept_source: str | Path | NeuronTable | None = None,
 ) -> list[ReportRow]:
     """Explain each (preset, path), save per-image outputs, iou.csv, figures and report.md.
 
