@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.gpu import explain_seconds, gpu, presets_seconds, zero_gpu
+from app.gpu import gpu, presets_seconds, zero_gpu
+from app.panel_concepts import ConceptsResult, explain_concepts
+from app.panel_trust import TrustRequest, TrustResult, measure_trust, trust_seconds
 from explainers.engine.cancel import CancelToken, cancellable_progress
 from explainers.engine.models import load_model
 from explainers.errors import XaiLensError
@@ -51,6 +53,42 @@ def explain_views(
 ) -> Iterator[ExplanationView]:
     """Yield a picklable view after each method, cheapest first; past `deadline_s` (or once `cancel` is
     set, e.g. by the Stop button) the work stops between batches with CancelledError."""
+    for item in explain_stream(
+        image_path,
+        model_name,
+        weights,
+        methods,
+        target,
+        lime_params,
+        mask_rule,
+        image_name=image_name,
+        lime_progress=lime_progress,
+        deadline_s=deadline_s,
+        cancel=cancel,
+    ):
+        if isinstance(item, ExplanationView):
+            yield item
+
+
+def explain_stream(
+    image_path: str,
+    model_name: str,
+    weights: str,
+    methods: Sequence[str],
+    target: int | None,
+    lime_params: Mapping[str, Any],
+    mask_rule: str,
+    image_name: str | None = None,
+    lime_progress: Callable[[int, int], None] | None = None,
+    deadline_s: float | None = None,
+    cancel: CancelToken | None = None,
+    trust: TrustRequest | None = None,
+    concepts_root: str | None = None,
+    concepts: bool = False,
+) -> Iterator[ExplanationView | ConceptsResult | TrustResult]:
+    """explain_views, plus the Explain tab's panels: a ConceptsResult right after the first map (when
+    `concepts`), and a TrustResult after the last map (when `trust` asks for metrics). One GPU function
+    does it all, so one ZeroGPU lease covers the maps and their measurements."""
     stream = explain_on_gpu(
         image_path,
         model_name,
@@ -63,6 +101,9 @@ def explain_views(
         lime_progress=None if zero_gpu() else lime_progress,
         deadline_s=deadline_s,
         cancel=None if zero_gpu() else cancel,  # a token holds a lock: it cannot cross into a forked worker
+        trust=trust,
+        concepts_root=concepts_root,
+        concepts=concepts,
     )
     for item in stream:
         if isinstance(item, Refusal):
@@ -70,7 +111,7 @@ def explain_views(
         yield item
 
 
-@gpu(duration=explain_seconds)
+@gpu(duration=trust_seconds)
 def explain_on_gpu(
     image_path: str,
     model_name: str,
@@ -83,12 +124,19 @@ def explain_on_gpu(
     lime_progress: Callable[[int, int], None] | None = None,
     deadline_s: float | None = None,
     cancel: CancelToken | None = None,
-) -> Iterator[ExplanationView | Refusal]:
-    """explain_views' work, where the GPU is (a ZeroGPU worker, or this process elsewhere)."""
+    trust: TrustRequest | None = None,
+    concepts_root: str | None = None,
+    concepts: bool = False,
+) -> Iterator[ExplanationView | ConceptsResult | TrustResult | Refusal]:
+    """explain_stream's work, where the GPU is (a ZeroGPU worker, or this process elsewhere).
+
+    The maps stream first; concepts cost one forward pass after the first map, and the metrics run
+    only once every map is out, so no map waits for a measurement."""
     try:
         # The caller's token (Stop button) where the work runs in this process; in a forked worker, one made here.
         token = cancel if cancel is not None else CancelToken(deadline_s)
         model = load_model(model_name, weights)
+        explanation = None
         for explanation in iter_explain(
             image_path,
             model,
@@ -101,6 +149,12 @@ def explain_on_gpu(
             cancel=token,
         ):
             yield snapshot(explanation)  # the pipeline reports what is still pending
+            if concepts:
+                concepts = False
+                token.check()
+                yield explain_concepts(model, explanation.crop, explanation.target.index, concepts_root)
+        if trust is not None and explanation is not None:
+            yield measure_trust(explanation, trust, lime_params, token)
     except XaiLensError as exc:
         yield Refusal(exc)
 

@@ -10,19 +10,22 @@ from typing import Any
 import gradio as gr
 from matplotlib.figure import Figure
 
-from app import settings
-from app.compute import explain_views
+from app import panel_concepts, panel_trust, settings
+from app.compute import explain_stream
 from app.defaults import device_defaults, full_settings, model_choices, random_title
 from app.errors import user_error
 from app.file_inputs import UploadedImage
 from app.gpu import zero_gpu
 from app.lime_form import LimeForm, lime_form
+from app.panel_concepts import ConceptsLink, ConceptsResult
+from app.panel_trust import TrustRequest, TrustResult
 from app.settings import AppConfig
 from app.stops import STOPS
 from explainers.comparison.masks import DEFAULT_RULE, parse_rule
 from explainers.engine.cancel import CancelledError
 from explainers.engine.models import MODEL_SPECS, model_spec
 from explainers.errors import XaiLensError
+from explainers.faithfulness import BASELINES, DEFAULT_STEPS
 from explainers.inputs.param_file import default_lime_params
 from explainers.inputs.presets import PRESETS, ensure_presets
 from explainers.methods import CORE_METHODS, EXTRA_METHODS, METHODS, parse_methods
@@ -66,11 +69,13 @@ def _model_title(view: ExplanationView) -> str:
     return random_title(view.model_title) if view.is_random else view.model_title
 
 
-def _status(view: ExplanationView) -> str:
+def _status(view: ExplanationView, measuring: bool = False) -> str:
     done = ", ".join(f"{view.titles[m]} {view.seconds[m]:.2f} s" for m in view.methods)
     waiting = ", ".join(METHODS[m].title for m in view.pending)
     target = f"Explaining **{view.target['label']}** (p = {view.target['probability']:.3f}) with {view.model_title}."
     state = f" Still running: {waiting}." if waiting else " Done."
+    if measuring and not waiting:
+        state = " Maps done; measuring which explanation to trust (below)."
     return f"{target} Finished: {done}.{state} Maps {render.CROP_CAPTION}."
 
 
@@ -94,8 +99,8 @@ def projector_fonts(figure: Figure) -> Figure:
     return figure
 
 
-def view_outputs(view: ExplanationView, model_name: str) -> tuple[Any, ...]:
-    """One explanation view -> values of the tab's output components."""
+def view_outputs(view: ExplanationView, model_name: str, measuring: bool = False) -> tuple[Any, ...]:
+    """One explanation view -> values of the tab's map outputs (the panels have their own)."""
     if view.is_random:
         view = replace(view, model_title=_model_title(view))
     overlays = [(view.overlays[m], view.captions[m]) for m in view.methods]
@@ -104,7 +109,7 @@ def view_outputs(view: ExplanationView, model_name: str) -> tuple[Any, ...]:
     predictions = {f"{p['index']}: {p['label']}": p["probability"] for p in view.top5}
     choices = gr.update(choices=target_choices(model_name, [p["index"] for p in view.top5])) if view.done else None
     return (
-        _status(view),
+        _status(view, measuring),
         predictions,
         overlays,
         masks,
@@ -124,7 +129,8 @@ def checked_request(
     extra: list[str] | None,
     rule: str,
     lime_values: tuple[Any, ...],
-) -> tuple[list[str], int | None, dict[str, Any]]:
+    metric_values: tuple[Any, ...] = ((), DEFAULT_STEPS, "zeros"),
+) -> tuple[list[str], int | None, dict[str, Any], TrustRequest | None]:
     """Every input checked before any output changes: a refusal leaves the earlier results as they were."""
     if not image_path:
         raise XaiLensError("Choose an image first: drop one, upload, paste, use the webcam or click a preset.")
@@ -136,18 +142,20 @@ def checked_request(
     parse_methods(chosen)
     if parse_rule(str(rule or "")).kind == "lime-top" and "lime" not in chosen:
         raise XaiLensError(f"The mask rule {rule} needs LIME among the methods; tick LIME or use top:0.10.")
-    return chosen, parse_target(target_choice), LimeForm.to_kwargs(*lime_values)
+    trust = panel_trust.check_trust_request(*metric_values)
+    return chosen, parse_target(target_choice), LimeForm.to_kwargs(*lime_values), trust
 
 
 # Phones and projectors: larger text on request (a class on <body>, set in the browser; nothing is recomputed).
 PRESENTATION_JS = "(on) => { document.body.classList.toggle('presenting', Boolean(on)); return []; }"
 
 
-def build_explain_tab(config: AppConfig) -> None:
-    """Lay out tab 1 and wire its events (api name: explain).
+def build_explain_tab(config: AppConfig) -> ConceptsLink:
+    """Lay out tab 1 and wire its events (api name: explain); returns the hook the Neuron concepts tab reads.
 
     At 1280x720 the Explain button, the presets and the first result share the first screen; progress
-    has a line of its own, so results that are done stay visible while slower methods run.
+    has a line of its own, so results that are done stay visible while slower methods run. Below the
+    maps, "Why, in concepts" and "Which explanation to trust" (app/panel_concepts.py, app/panel_trust.py).
     """
     presets = available_presets(config)
     defaults = device_defaults()
@@ -205,6 +213,20 @@ def build_explain_tab(config: AppConfig) -> None:
             mask_rule = gr.Dropdown(
                 list(settings.MASK_RULES), value=DEFAULT_RULE, label="Mask rule (for IoU)", allow_custom_value=True
             )
+            metrics = gr.CheckboxGroup(
+                panel_trust.METRIC_CHOICES,
+                value=[],
+                label="Which explanation to trust (opt-in, measured after the maps)",
+                elem_id="trust-metrics",
+            )
+            cost = gr.Markdown(
+                panel_trust.cost_line([], DEFAULT_STEPS, defaults.methods, defaults.model), elem_id="trust-cost"
+            )
+            with gr.Accordion("Deletion/insertion settings", open=False):
+                steps = gr.Slider(
+                    *panel_trust.steps_limits(), value=DEFAULT_STEPS, step=1, label="Deletion/insertion steps"
+                )
+                baseline = gr.Dropdown(list(BASELINES), value="zeros", label="Deletion/insertion baseline")
             with gr.Accordion("LIME parameters (explain_instance)", open=False):
                 form = lime_form(default_lime)
             presenting = gr.Checkbox(False, label="Presentation mode (larger text)", elem_id="presentation-mode")
@@ -233,6 +255,55 @@ def build_explain_tab(config: AppConfig) -> None:
                 superpixels = gr.Image(
                     label="LIME superpixels", type="numpy", elem_id="superpixels", buttons=[], height=300
                 )
+            with gr.Row(equal_height=False):
+                with gr.Column(elem_id="concepts-panel"):
+                    gr.Markdown("### Why, in concepts")
+                    concepts_header = gr.Markdown(panel_concepts.WAITING_TEXT, elem_id="concepts-header")
+                    concepts_chart = gr.Image(
+                        label="Top units", type="numpy", show_label=False, buttons=[], elem_id="concepts-chart"
+                    )
+                    concepts_strip = gr.Gallery(
+                        label="Their maps on the crop: click a unit to open it in Neuron concepts",
+                        columns=5,
+                        height="auto",
+                        object_fit="contain",
+                        allow_preview=False,
+                        buttons=[],
+                        elem_id="concepts-strip",
+                    )
+                    concepts_summary = gr.Label(
+                        label="By concept: share of the positive evidence",
+                        num_top_classes=9,
+                        elem_id="concepts-summary",
+                    )
+                    with gr.Accordion("Numbers (as concepts.json)", open=False):
+                        concepts_json = gr.JSON(label="concepts")
+                with gr.Column(elem_id="trust-panel"):
+                    gr.Markdown("### Which explanation to trust")
+                    trust_text = gr.Markdown(panel_trust.OFF_TEXT, elem_id="trust-text")
+                    trust_table = gr.Dataframe(
+                        label="Faithfulness and sanity per method",
+                        interactive=False,
+                        visible=False,
+                        wrap=True,
+                        elem_id="trust-table",
+                    )
+                    trust_curves = gr.Image(
+                        label="Deletion and insertion curves",
+                        type="numpy",
+                        buttons=[],
+                        visible=False,
+                        elem_id="trust-curves",
+                    )
+                    trust_strips = gr.Gallery(
+                        label="Sanity: each method's map as the model is randomised",
+                        columns=1,
+                        height="auto",
+                        object_fit="contain",
+                        visible=False,
+                        elem_id="trust-strips",
+                    )
+            last_explained = gr.State(None)
             with gr.Accordion("Each overlay and mask on its own (full size, downloadable)", open=False):
                 overlays = gr.Gallery(
                     label="Saliency overlays", columns=4, object_fit="contain", allow_preview=True, elem_id="overlays"
@@ -246,6 +317,10 @@ def build_explain_tab(config: AppConfig) -> None:
     )
     presenting.change(None, presenting, None, js=PRESENTATION_JS, api_visibility="private")
     full.click(_full_settings, None, [model, methods, form.components[0], chosen_note], api_visibility="private")
+    cost_inputs = [metrics, steps, methods, extras, model]
+    for control in cost_inputs:
+        control.change(_cost, cost_inputs, cost, api_visibility="private", show_progress="hidden")
+    tables_root = str(config.tables_root) if config.tables_root else None
 
     def explain(
         request: gr.Request,  # first: gradio passes it by position, and the LIME form's values follow as *args
@@ -255,12 +330,13 @@ def build_explain_tab(config: AppConfig) -> None:
         core,
         extra,
         rule,
-        *lime_values,
+        *values,  # the LIME form's values, then the metrics' (metrics, steps, baseline)
         progress=gr.Progress(),  # noqa: B008 (gradio injects it)
     ):
+        lime_values, metric_values = values[: len(form.components)], values[len(form.components) :]
         try:
-            chosen, target_index, lime_kwargs = checked_request(
-                image_path, model_name, target_choice, core, extra, rule, lime_values
+            chosen, target_index, lime_kwargs, trust = checked_request(
+                image_path, model_name, target_choice, core, extra, rule, lime_values, tuple(metric_values)
             )
         except XaiLensError as exc:
             raise user_error(str(exc)) from None
@@ -268,13 +344,14 @@ def build_explain_tab(config: AppConfig) -> None:
         token = STOPS.start("explain", session, settings.EXPLAIN_DEADLINE_S)
         last = None
         try:
+            panel_concepts.prepare_table(model_name, tables_root)  # a published table downloads here, off the lease
             progress(0, desc="classifying")
             lime_progress = (
                 None
                 if settings.ON_SPACES
                 else (lambda done, total: progress(done / total, desc=f"LIME: {done}/{total} samples"))
             )
-            stream = explain_views(
+            stream = explain_stream(
                 image_path,
                 model_name,
                 config.weights,
@@ -286,26 +363,46 @@ def build_explain_tab(config: AppConfig) -> None:
                 lime_progress=lime_progress,
                 deadline_s=settings.EXPLAIN_DEADLINE_S,
                 cancel=token,
+                trust=trust,
+                concepts_root=tables_root,
+                concepts=True,
             )
-            for view in stream:
-                last = view
-                yield view_outputs(view, model_name)
+            # Every yield carries every output's current value: an API client reads only the last one.
+            current: list[Any] = []
+            for item in stream:
+                if isinstance(item, ConceptsResult):
+                    current[len(map_outputs) : -len(trust_outputs)] = concept_values(item, last)
+                elif isinstance(item, TrustResult):
+                    current[0] = _status(last) if last is not None else current[0]
+                    current[-len(trust_outputs) :] = trust_values(item)
+                else:
+                    if last is None:  # a new run: the panels of the previous image go
+                        current = [None] * len(map_outputs)
+                        current += [*concept_values(None, item), *waiting_trust_values(trust, item, model_name)]
+                    last = item
+                    current[: len(map_outputs)] = view_outputs(item, model_name, measuring=trust is not None)
+                yield tuple(current)
                 token.check()  # on ZeroGPU the worker cannot see the token: stop between methods here
         except CancelledError:
             by_visitor = STOPS.finish("explain", session, token)
             reason = "you pressed Stop" if by_visitor else f"the {settings.EXPLAIN_DEADLINE_S:g} s time limit passed"
             log.info("explain stopped: %s", reason)
-            yield (stopped_status(last, reason), *(gr.update() for _ in explain_outputs[1:]))
+            measuring = trust is not None and last is not None and last.done
+            note = f"Stopped while measuring ({reason}); press Explain to measure again." if measuring else gr.update()
+            yield (stopped_status(last, reason), *_unchanged(all_outputs[1:-4]), note, *_unchanged(range(3)))
         except XaiLensError as exc:
             raise user_error(str(exc)) from None
         finally:
             STOPS.finish("explain", session, token)
 
-    explain_outputs = [status, predictions, overlays, masks, iou, superpixels, summary, target, side_by_side]
+    map_outputs = [status, predictions, overlays, masks, iou, superpixels, summary, target, side_by_side]
+    concept_outputs = [concepts_header, concepts_chart, concepts_strip, concepts_summary, concepts_json, last_explained]
+    trust_outputs = [trust_text, trust_table, trust_curves, trust_strips]
+    all_outputs = map_outputs + concept_outputs + trust_outputs
     running = run.click(
         explain,
-        [image, model, target, methods, extras, mask_rule, *form.components],
-        explain_outputs,
+        [image, model, target, methods, extras, mask_rule, *form.components, metrics, steps, baseline],
+        all_outputs,
         api_name="explain",
         concurrency_limit=1,
         concurrency_id=settings.HEAVY_CONCURRENCY_ID,
@@ -327,6 +424,56 @@ def build_explain_tab(config: AppConfig) -> None:
         queue=False,
         show_progress="hidden",
     )
+    picked = concepts_strip.select(
+        panel_concepts.pick_unit, last_explained, last_explained, api_visibility="private", show_progress="hidden"
+    )
+    return ConceptsLink(last=last_explained, unit_picked=picked)
+
+
+def _unchanged(outputs) -> tuple[Any, ...]:
+    return tuple(gr.update() for _ in outputs)
+
+
+def concept_values(result: ConceptsResult | None, view: ExplanationView | None) -> tuple[Any, ...]:
+    """Values of the concepts panel's outputs (header, chart, strip, summary, JSON, the neurons tab's state)."""
+    if result is None or view is None:
+        return (panel_concepts.WAITING_TEXT, None, [], None, None, None)
+    json_value = result.attribution.to_json() if result.attribution is not None else None
+    return (
+        panel_concepts.header_markdown(result),
+        panel_concepts.chart_image(result),
+        panel_concepts.strip_items(result, view.crop),
+        panel_concepts.summary_label(result),
+        json_value,
+        panel_concepts.last_explanation(result, view.crop),
+    )
+
+
+def waiting_trust_values(trust: TrustRequest | None, view: ExplanationView, model_name: str) -> tuple[Any, ...]:
+    """The trust panel while the maps stream: what will be measured and its cost, or how to turn it on."""
+    if trust is None:
+        return (panel_trust.OFF_TEXT, gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+    cost = panel_trust.cost_line(trust.metrics, trust.steps, [*view.methods, *view.pending], model_name)
+    text = f"Measuring {', '.join(trust.metrics)} once every map is out. {cost}"
+    return (text, gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+
+
+def trust_values(result: TrustResult) -> tuple[Any, ...]:
+    """Values of the trust panel's outputs: the headline and verdict, the table, the curves, the sanity strips."""
+    curves = panel_trust.curves_image(result)
+    strips = panel_trust.cascade_gallery(result)
+    return (
+        panel_trust.headline(result),
+        gr.update(value=panel_trust.styled_table(panel_trust.table_frame(result)), visible=True),
+        gr.update(value=curves, visible=curves is not None),
+        gr.update(value=strips, visible=bool(strips)),
+    )
+
+
+def _cost(metrics, steps, core, extra, model_name) -> str:
+    """The metrics' cost for the ticked methods and model (private event; bad values read as their one line)."""
+    chosen = [*(core or []), *(extra or [])]
+    return panel_trust.cost_line(metrics or [], steps, chosen, str(model_name))
 
 
 def _accept_upload(path: str | None) -> None:
