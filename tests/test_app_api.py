@@ -53,7 +53,7 @@ def explain(client, image_path, methods, extras=(), target=TOP1, rule="top:0.10"
         rule,
         *lime_values(),
         api_name="/explain",
-    )
+    )[:9]  # the map outputs; the two panels' outputs follow them (tests/test_app_panels.py)
 
 
 def test_endpoints_and_random_banner(client, app_url):
