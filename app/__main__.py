@@ -27,6 +27,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
     parser.add_argument("--examples-dir", type=Path, default=None, help="folder with the ten preset images")
     parser.add_argument("--tables", type=Path, default=None, help="neuron tables folder (default: built-in)")
+    parser.add_argument(
+        "--study-dir", type=Path, default=None, help="an agreement study's folder to summarise (or XAI_LENS_STUDY_DIR)"
+    )
     return parser.parse_args(argv)
 
 
@@ -75,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging()
     prepare_models(args.weights)
-    config = AppConfig(weights=args.weights, examples_dir=args.examples_dir, tables_root=args.tables)
+    config = AppConfig(
+        weights=args.weights, examples_dir=args.examples_dir, tables_root=args.tables, study_dir=args.study_dir
+    )
     build_app(config).launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
 
 

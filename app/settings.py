@@ -57,6 +57,7 @@ class AppConfig:
     weights: str = "imagenet"
     examples_dir: Path | None = None
     tables_root: Path | None = None
+    study_dir: Path | None = None  # an agreement study's folder (app/panel_study.py; else XAI_LENS_STUDY_DIR)
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "xai-lens-app")
 
     @property

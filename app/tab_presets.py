@@ -11,6 +11,7 @@ from app.compute import run_presets
 from app.defaults import device_defaults, model_choices
 from app.errors import user_error
 from app.gpu import zero_gpu
+from app.panel_study import build_study_panel, study_dir
 from app.settings import AppConfig
 from app.stops import STOPS
 from app.tab_explain import available_presets, method_choices
@@ -55,7 +56,7 @@ def lime_params_for_run(param_file: str | None, samples_override: object) -> dic
 
 
 def build_presets_tab(config: AppConfig) -> None:
-    """Lay out tab 2 and wire its run (api name: run_presets)."""
+    """Lay out tab 2 and wire its run (api names: run_presets, and study_summary when a study is configured)."""
     defaults = device_defaults()
     gr.Markdown(
         "Runs the chosen methods on the ten preset images and compares their masks. "
@@ -160,3 +161,5 @@ def build_presets_tab(config: AppConfig) -> None:
         queue=False,
         show_progress="hidden",
     )
+    with gr.Accordion("Beyond ten images: the agreement study", open=study_dir(config) is not None):
+        build_study_panel(config)

@@ -6,15 +6,23 @@ finds at start (a study folder, a cached published table) before building it.
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import subprocess
 import sys
+import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from explainers import limits
+from explainers.errors import XaiLensError
 from explainers.inputs.param_file import PRESET_KEYS, default_lime_params, load_lime_params
+from explainers.study.measures import MEASURES
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -39,12 +47,18 @@ def one_line_refusal(call) -> str:
 
 
 @pytest.fixture(scope="module")
-def tuner_app(examples_dir, tmp_path_factory):
+def tuner_url(examples_dir, tmp_path_factory):
     from app_server import running_app, write_small_tables
 
+    assert not os.environ.get("XAI_LENS_STUDY_DIR"), "this app is the one without a study"
     tables = write_small_tables(tmp_path_factory.mktemp("tables"))
     with running_app(examples_dir, tables, tmp_path_factory.mktemp("work")) as url:
-        yield client_for(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tuner_app(tuner_url):
+    return client_for(tuner_url)
 
 
 def tune(client, *, images=("goldfish",), trials=2, budget_s=200, max_samples=50, reference_samples=60):
@@ -118,3 +132,88 @@ def test_a_public_demo_lowers_the_trials_and_budget_caps(tuner_app, monkeypatch)
     assert f"from 1 to {panel_tuner.PUBLIC_MAX_TRIALS} (this public demo's cap)" in message, message
     message = one_line_refusal(lambda: tune(tuner_app, budget_s=panel_tuner.PUBLIC_MAX_BUDGET_S + 1))
     assert f"from 1 to {panel_tuner.PUBLIC_MAX_BUDGET_S} (this public demo's cap" in message, message
+
+
+# --- The agreement study's summary (Ten presets tab) ------------------------------------------------------
+STUDY_METHODS = ["gradcam", "lime"]
+
+
+def write_tiny_study(folder: Path) -> Path:
+    """A 12-image study written by the test: two of the ten presets among ten other images, known IoUs.
+
+    report.md comes from the library's own write_study_report over the same table, as a real study's does."""
+    pd = pytest.importorskip("pandas")
+    from explainers.inputs.presets import PRESETS
+    from explainers.study.report import write_study_report
+
+    stems = [Path(preset.filename).stem for preset in PRESETS[:2]]
+    ids = [*stems, *(f"other_{index}" for index in range(10))]
+    ious = [0.91, 0.07, *np.linspace(0.2, 0.6, 10)]
+    table = pd.DataFrame(
+        {
+            "id": ids,
+            "error": [None] * len(ids),
+            "true_class": [f"class {index % 4}" for index in range(len(ids))],
+            "target_label": ["x"] * len(ids),
+            "iou__gradcam__lime": ious,
+            "seconds__gradcam": 0.1,
+            "seconds__lime": 2.0,
+            **{measure: np.linspace(0, 1, len(ids)) for measure in MEASURES},
+        }
+    )
+    folder.mkdir(parents=True)
+    table.to_parquet(folder / "results.parquet")
+    (folder / "study.json").write_text(json.dumps({"methods": STUDY_METHODS, "model": "resnet18"}))
+    write_study_report(table, STUDY_METHODS, folder, model="resnet18", weights="random")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def study_app(tmp_path_factory):
+    pytest.importorskip("pyarrow", reason="the study summary reads Parquet: pip install .[scale]")
+    from app_server import running_app, write_small_tables
+
+    study = write_tiny_study(tmp_path_factory.mktemp("study") / "study")
+    tables = write_small_tables(tmp_path_factory.mktemp("tables"))
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
+        patch.setenv("XAI_LENS_STUDY_DIR", str(study))  # read only while the app is built
+        url = stack.enter_context(running_app(None, tables, tmp_path_factory.mktemp("work")))
+        patch.undo()
+        yield client_for(url)
+
+
+def test_the_study_summary_marks_where_the_presets_stand(study_app):
+    from explainers.inputs.presets import PRESETS
+
+    client = study_app
+    headline, figure, report = client.predict(api_name="/study_summary")
+    assert "12 images, 12 explained; 2 of the ten presets are among them" in headline, headline
+    picture = np.asarray(Image.open(figure["path"] if isinstance(figure, dict) else figure).convert("RGB"))
+    red = (picture[..., 0] > 180) & (picture[..., 1] < 80) & (picture[..., 2] < 80)
+    assert red.sum() > 20  # the presets marked in red on the library's distribution figure
+    first, second = PRESETS[0].key, PRESETS[1].key
+    assert f"| {first} | 0.910 | 100 |" in report and f"| {second} | 0.070 | 8 |" in report, report
+    assert "Do CAM and LIME agree" in report
+
+
+def test_without_pyarrow_the_study_summary_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    from app.panel_study import load_summary
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "pyarrow" else real(name, *rest)
+    )
+    with pytest.raises(XaiLensError) as raised:
+        load_summary(tmp_path)
+    assert str(raised.value) == str(raised.value).splitlines()[0]
+    assert "pyarrow" in str(raised.value) and "pip install .[scale]" in str(raised.value)
+
+
+def test_without_a_study_the_tab_shows_the_command_over_imagenet1000(tuner_url):
+    from app.panel_study import STUDY_COMMAND
+
+    config = urllib.request.urlopen(tuner_url + "config", timeout=30).read().decode()
+    assert "python -m explainers study imagenet1000" in STUDY_COMMAND
+    assert json.dumps(STUDY_COMMAND)[1:-1] in config
