@@ -105,6 +105,8 @@ def test_cli_explain_writes_the_contract(tmp_path):
         (["--mask", "top:7"], "fraction must be in"),
         (["--target", "no-such-class-xyz"], "No class is called"),
         (["--target-layer", "layer9"], "Layer 'layer9' not found"),
+        (["--model", "vgg16"], "invalid choice: 'vgg16'"),  # argparse's own refusals are one line too
+        (["--steps"], "expected one argument"),
     ],
 )
 def test_cli_bad_options_are_one_line_errors(tmp_path, capsys, args, message):
