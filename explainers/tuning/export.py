@@ -223,12 +223,22 @@ def summary_markdown(result: TuningResult, chosen: dict[str, Choice], defaults_k
             f"| {key} | {image.target} | {record.number} | {record.iou:.3f} | {record.seconds:.2f} | "
             f"{label} ({spread or '-'}) | {choice.why} | {_settings_text(record.entry)} |"
         )
+    lines += [
+        "",
+        "explain_params.pkl holds the chosen settings in the assignment's format (ten preset keys, explain_instance "
+        "keyword arguments); `python -m explainers params check explain_params.pkl` validates it.",
+    ]
     if defaults_kept:
         lines += ["", f"explain_params.pkl keeps XAI Lens's default settings for: {', '.join(defaults_kept)}."]
     outside = [key for key in chosen if key not in PRESET_KEYS]
     if outside:
         lines += ["", f"Not preset keys, so not in explain_params.pkl: {', '.join(outside)}."]
-    lines += ["", "How to read the front: see the README's 'LIME tuner' section.", ""]
+    lines += [
+        "",
+        "How to read the front (pareto.png, pareto.csv): see the README's 'LIME tuner' section. Made by "
+        "`python -m explainers tune-lime` (the same as `python -m explainers.tuning`).",
+        "",
+    ]
     return "\n".join(lines)
 
 
