@@ -40,7 +40,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 class _OneLineParser(argparse.ArgumentParser):
     """argparse prints usage plus the error; here a bad option is one `error:` line like every other refusal."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise XaiLensError(f"{message}; see {self.prog} --help")
 
 
