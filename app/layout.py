@@ -7,6 +7,7 @@ from starlette.middleware import Middleware
 
 from app import settings
 from app.file_inputs import refuse_remote_files
+from app.panel_concepts import NEURON_TAB_ID
 from app.request_caps import RequestCaps
 from app.settings import AppConfig
 from app.tab_explain import build_explain_tab
@@ -52,13 +53,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
         gr.Markdown(SUBTITLE, elem_id="app-subtitle")
         if config.is_random:  # one short line: on a phone the full warning took five
             gr.Markdown(RANDOM_BANNER, elem_id="random-banner")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Explain"):
-                build_explain_tab(config)
+                concepts_link = build_explain_tab(config)
             with gr.Tab("Ten presets"):
                 build_presets_tab(config)
-            with gr.Tab("Neuron concepts"):
-                build_neurons_tab(config)
+            with gr.Tab("Neuron concepts", id=NEURON_TAB_ID):  # a unit clicked in Explain opens here
+                build_neurons_tab(config, concepts_link, tabs)
             with gr.Tab("LIME parameters"):
                 build_params_tab(config)
     demo.queue(max_size=settings.QUEUE_MAX_SIZE, default_concurrency_limit=1)

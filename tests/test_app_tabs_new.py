@@ -6,13 +6,15 @@ finds at start (a study folder, a cached published table) before building it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
 import subprocess
 import sys
 import urllib.request
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +219,106 @@ def test_without_a_study_the_tab_shows_the_command_over_imagenet1000(tuner_url):
     config = urllib.request.urlopen(tuner_url + "config", timeout=30).read().decode()
     assert "python -m explainers study imagenet1000" in STUDY_COMMAND
     assert json.dumps(STUDY_COMMAND)[1:-1] in config
+
+
+# --- Neuron concepts tab: each table's provenance, demo tables only alone, cached published tables --------------
+PUBLISHED_MODEL = "resnet18-places365"
+
+
+def write_demo_table(root: Path) -> Path:
+    from dissection_data.labels import NeuronLabel
+    from dissection_data.tables import write_table
+
+    rows = [NeuronLabel("layer4", unit, ("noise", "grass", "road"), (0.5, 0.4, 0.3), ()) for unit in range(3)]
+    write_table(root / "demo" / "resnet18", "resnet18", rows, {"model": "resnet18", "demo": True}, {})
+    return root
+
+
+def cache_published_csv(folder: Path, monkeypatch) -> None:
+    """A CSV in CLIP-dissect's published layout, in the cache, with its pin set to this file's own sha256."""
+    from explainers.concepts import published
+
+    spec = published.PUBLISHED_TABLES[PUBLISHED_MODEL]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / spec.file
+    path.write_text("layer,unit,description,similarity\nlayer4,0,kitchen,0.31\nlayer4,1,tower,0.27\n")
+    monkeypatch.setenv(published.CACHE_ENV, str(folder))
+    pinned = replace(spec, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    monkeypatch.setitem(published.PUBLISHED_TABLES, PUBLISHED_MODEL, pinned)
+
+
+@contextmanager
+def neurons_app(tables: Path, work: Path, published_cache: Path | None = None):
+    """The app built over `tables` (and a cached published table when asked), with its /config as JSON."""
+    from app_server import running_app
+
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
+        patch.setenv("XAI_LENS_PUBLISHED_CACHE", str(work / "empty-cache"))  # never the real cache
+        if published_cache is not None:
+            cache_published_csv(published_cache, patch)
+        url = stack.enter_context(running_app(None, tables, work))
+        config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
+        yield client_for(url), config
+
+
+def table_choices(config: dict) -> list[str]:
+    for component in config["components"]:
+        props = component.get("props", {})
+        if props.get("label") == "Table (model)":
+            return [str(choice[1]) for choice in props["choices"]]
+    raise AssertionError("no table dropdown")
+
+
+def test_built_and_published_tables_show_their_provenance_and_hide_the_demo(tmp_path):
+    from app_server import write_small_tables
+
+    tables = write_demo_table(write_small_tables(tmp_path / "tables"))
+    with neurons_app(tables, tmp_path / "work", published_cache=tmp_path / "cache") as (client, config):
+        choices = table_choices(config)
+        assert "demo/resnet18" not in choices  # a real table is there, so the demo is not served
+        assert {"resnet18", "resnet18-places365", f"published/{PUBLISHED_MODEL}"} <= set(choices), choices
+        built = client.predict("resnet18", api_name="/neurons_table")[0]
+        assert built.startswith("Built by XAI Lens with CLIP-dissect's method"), built
+        published = client.predict(f"published/{PUBLISHED_MODEL}", api_name="/neurons_table")[0]
+        assert published.startswith("Published by CLIP-dissect's authors"), published
+        assert "Demo table" not in built + published
+
+
+def test_a_published_table_not_in_the_cache_is_not_listed_and_not_fetched(tmp_path):
+    from app_server import write_small_tables
+
+    with neurons_app(write_small_tables(tmp_path / "tables"), tmp_path / "work") as (_client, config):
+        assert not [choice for choice in table_choices(config) if choice.startswith("published/")]
+    assert not (tmp_path / "work" / "empty-cache").exists()  # nothing was downloaded into the cache
+
+
+def test_a_demo_table_alone_is_shown_and_says_it_is_a_demo(tmp_path):
+    tables = write_demo_table(tmp_path / "tables")
+    with neurons_app(tables, tmp_path / "work") as (client, config):
+        assert table_choices(config) == ["demo/resnet18"]
+        header = client.predict("demo/resnet18", api_name="/neurons_table")[0]
+        assert header.startswith("**Demo table: random model weights and a random CLIP"), header
+        assert "python -m tools.deploy --space OWNER/NAME --build-tables" in header
+
+
+def test_the_unit_map_needs_an_explanation_of_the_same_model(tmp_path):
+    from app_server import write_small_tables
+
+    from app.panel_concepts import LastExplanation
+    from app.tab_neurons import NO_EXPLANATION, unit_on_last_image
+    from dissection_data.tables import load_tables
+
+    table = {t.key: t for t in load_tables(write_small_tables(tmp_path))}["resnet18"]
+    activations = np.zeros((3, 7, 7), np.float32)
+    activations[1, :3, :3] = 1.0  # unit 1 fires in the top-left corner only
+    crop = np.full((224, 224, 3), 128, np.uint8)
+    explained = LastExplanation("resnet18", "layer4", crop, activations, "goldfish", (1, 0), "resnet18")
+    assert unit_on_last_image(table, "layer4", 1, None) == (None, NO_EXPLANATION)
+    picture, note = unit_on_last_image(table, "layer4", 1, explained)
+    assert np.array_equal(picture, explained.unit_overlay("layer4", 1)) and "layer4 unit 1" in note
+    corner, far = picture[10:50, 10:50].astype(int).mean(axis=(0, 1)), picture[180:, 180:].astype(int).mean(axis=(0, 1))
+    assert np.abs(corner - far).sum() > 30  # the overlay marks the corner where unit 1 fired, not the rest
+    silent = unit_on_last_image(table, "layer4", 0, explained)[0]  # unit 0 never fired: one colour throughout
+    assert np.array_equal(silent[10:50, 10:50].mean(axis=(0, 1)), silent[180:, 180:].mean(axis=(0, 1)))
+    other = LastExplanation("resnet50", "layer4", crop, activations, "goldfish", (1,), None)
+    assert unit_on_last_image(table, "layer4", 1, other)[0] is None
