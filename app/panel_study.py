@@ -124,7 +124,9 @@ def build_study_panel(config: AppConfig) -> None:
 
     first = show()  # read at start; Reload reads again (a running study adds images)
     headline = gr.Markdown(first[0], elem_id="study-headline")
-    figure = gr.Image(first[1], label="IoU per pair over the study's images (the presets in red)", type="numpy")
+    figure = gr.Image(
+        first[1], label="IoU per pair over the study's images (the presets in red)", show_label=False, type="numpy"
+    )  # the figure's own title says it; a label chip would cover that title
     report = gr.Markdown(first[2], elem_id="study-report")
     reload = gr.Button("Reload the study", size="sm")
     reload.click(show, None, [headline, figure, report], api_name="study_summary")

@@ -177,7 +177,12 @@ def build_tuner_panel(config: AppConfig, editor: gr.Code) -> gr.events.Dependenc
         run = gr.Button("Tune", variant="primary", scale=3, elem_id="tuner-run")
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="tuner-stop")
     status = gr.Markdown(elem_id="tuner-status")
-    pareto = gr.Image(label="Fronts per image: IoU against LIME seconds (chosen starred)", type="filepath")
+    pareto = gr.Image(
+        label="Fronts per image: IoU against LIME seconds (chosen starred)",
+        show_label=False,  # the figure's own title says it; a label chip would cover that title
+        type="filepath",
+        elem_id="tuner-pareto",
+    )
     with gr.Accordion("Summary of the chosen settings", open=False):
         summary = gr.Markdown(elem_id="tuner-summary")
     files = gr.File(label="Downloads: " + ", ".join(FILES_SHOWN), file_count="multiple")

@@ -1,0 +1,61 @@
+"""The LIME tuner in headless Chromium at 1280x720: a tiny run from the tab ends with its front on screen and the
+chosen settings in the editor. The screenshot goes to tests/artifacts/ (git-ignored) for a person to look at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+DESK = {"width": 1280, "height": 720}
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def page(examples_dir, tmp_path_factory):
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("headless Chromium is absent: apt-get install -y chromium")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the package only)")
+    from app_server import running_app, write_small_tables
+
+    tables = write_small_tables(tmp_path_factory.mktemp("tables"))
+    with running_app(examples_dir, tables, tmp_path_factory.mktemp("work")) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport=DESK)
+        tab.goto(url, timeout=60_000)
+        yield tab
+        browser.close()
+
+
+def fill(page, label_start: str, value: str) -> None:
+    field = page.get_by_label(label_start, exact=False).first
+    field.fill(value)
+    field.press("Tab")
+
+
+def test_a_tiny_tuning_run_shows_its_front_and_loads_the_editor(page):
+    page.get_by_role("tab", name="LIME parameters").click()
+    page.get_by_text("Find settings with the tuner").click()
+    page.locator("#tuner-run").wait_for(timeout=30_000)
+    fill(page, "Trials per image", "2")
+    page.get_by_text("Search space and choice").click()
+    fill(page, "Most num_samples a trial may use", "50")
+    fill(page, "Samples of the converged reference", "60")
+    page.locator("#tuner-run").click()
+    page.get_by_text("Done", exact=False).first.wait_for(timeout=240_000)
+    page.locator("#tuner-status").scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    status = page.locator("#tuner-status").inner_text()
+    assert "their settings are now in the parameter editor" in status, status
+    front = page.locator("#tuner-pareto img").first
+    front.wait_for(timeout=30_000)
+    assert front.evaluate("image => image.naturalWidth") > 100  # the pareto plot arrived
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "tuner_1280x720.png"))
+    front.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "tuner_front_1280x720.png"))
