@@ -15,6 +15,7 @@ from skimage.color import rgb2gray
 from skimage.feature import canny
 from tqdm.auto import tqdm
 
+from dissection_data.provenance import provenance_line
 from dissection_data.tables import NeuronTable
 from explainers.comparison.masks import DEFAULT_RULE
 from explainers.concepts import UNLABELLED, ConceptAttribution, attribute_concepts
@@ -138,8 +139,10 @@ def concepts_note_markdown(table: NeuronTable | None, why_not: str) -> str:
     """Which table named the concepts, and loudly when its labels are demo ones."""
     if table is None:
         return f"Concepts: {why_not}."
-    source = table.meta.get("source", "built by dissection_data")
-    note = f"Concepts: layer4 units named by table `{table.key}` ({source}); per image in `<stem>/concepts.json`."
+    note = (
+        f"Concepts: layer4 units named by table `{table.key}`; per image in `<stem>/concepts.json`. "
+        f"{provenance_line(table)}"
+    )
     return note + (f"\n\n**{table.warning}**" if table.warning else "")
 
 
