@@ -170,15 +170,12 @@ def _is_no_table_warning(warning: str, model: str) -> bool:
 
 
 def strip_items(result: ConceptsResult, crop: np.ndarray) -> list[tuple[np.ndarray, str]]:
-    """Each listed unit's map on the crop, captioned like its bar ('unit 1234: fur (0.21)', +/- contribution)."""
+    """Each listed unit's map on the crop, captioned like its bar ('unit 1234: fur (0.21)'; the bar has the sign)."""
     if result.attribution is None:
         return []
     attribution = result.attribution
     pictures = concept_render.unit_overlays(crop, attribution)
-    return [
-        (picture, f"{unit.caption}, {unit.contribution:+.3g}")
-        for unit, picture in zip(attribution.units, pictures, strict=True)
-    ]
+    return [(picture, unit.caption) for unit, picture in zip(attribution.units, pictures, strict=True)]
 
 
 def summary_label(result: ConceptsResult) -> dict[str, float] | None:

@@ -255,54 +255,70 @@ def build_explain_tab(config: AppConfig) -> ConceptsLink:
                 superpixels = gr.Image(
                     label="LIME superpixels", type="numpy", elem_id="superpixels", buttons=[], height=300
                 )
-            with gr.Row(equal_height=False):
-                with gr.Column(elem_id="concepts-panel"):
-                    gr.Markdown("### Why, in concepts")
-                    concepts_header = gr.Markdown(panel_concepts.WAITING_TEXT, elem_id="concepts-header")
+            # The two panels span the results column: at 1280x720 a half column would shrink their figures and
+            # cut the unit strip. Titles sit in Markdown above each figure, so no label chip covers one.
+            with gr.Column(elem_id="concepts-panel"):
+                gr.Markdown("### Why, in concepts")
+                concepts_header = gr.Markdown(panel_concepts.WAITING_TEXT, elem_id="concepts-header")
+                with gr.Row(equal_height=False):
                     concepts_chart = gr.Image(
-                        label="Top units", type="numpy", show_label=False, buttons=[], elem_id="concepts-chart"
-                    )
-                    concepts_strip = gr.Gallery(
-                        label="Their maps on the crop: click a unit to open it in Neuron concepts",
-                        columns=5,
-                        height="auto",
-                        object_fit="contain",
-                        allow_preview=False,
-                        buttons=[],
-                        elem_id="concepts-strip",
-                    )
-                    concepts_summary = gr.Label(
-                        label="By concept: share of the positive evidence",
-                        num_top_classes=9,
-                        elem_id="concepts-summary",
-                    )
-                    with gr.Accordion("Numbers (as concepts.json)", open=False):
-                        concepts_json = gr.JSON(label="concepts")
-                with gr.Column(elem_id="trust-panel"):
-                    gr.Markdown("### Which explanation to trust")
-                    trust_text = gr.Markdown(panel_trust.OFF_TEXT, elem_id="trust-text")
-                    trust_table = gr.Dataframe(
-                        label="Faithfulness and sanity per method",
-                        interactive=False,
-                        visible=False,
-                        wrap=True,
-                        elem_id="trust-table",
-                    )
-                    trust_curves = gr.Image(
-                        label="Deletion and insertion curves",
+                        label="Top units",
                         type="numpy",
+                        show_label=False,
                         buttons=[],
-                        visible=False,
-                        elem_id="trust-curves",
+                        elem_id="concepts-chart",
+                        scale=3,
                     )
-                    trust_strips = gr.Gallery(
-                        label="Sanity: each method's map as the model is randomised",
-                        columns=1,
-                        height="auto",
-                        object_fit="contain",
-                        visible=False,
-                        elem_id="trust-strips",
-                    )
+                    with gr.Column(scale=2):
+                        gr.Markdown("**By concept**: share of the positive evidence")
+                        concepts_summary = gr.Label(
+                            label="By concept: share of the positive evidence",
+                            show_label=False,  # its chip would cover the leading concept's name
+                            num_top_classes=9,
+                            elem_id="concepts-summary",
+                        )
+                gr.Markdown("Their maps on the crop (click one to open it in **Neuron concepts**):")
+                concepts_strip = gr.Gallery(
+                    label="Their maps on the crop",
+                    show_label=False,
+                    columns=5,
+                    height="auto",
+                    object_fit="contain",
+                    allow_preview=False,
+                    buttons=[],
+                    elem_id="concepts-strip",
+                )
+                with gr.Accordion("Numbers (as concepts.json)", open=False):
+                    concepts_json = gr.JSON(label="concepts")
+            with gr.Column(elem_id="trust-panel"):
+                gr.Markdown("### Which explanation to trust")
+                trust_text = gr.Markdown(panel_trust.OFF_TEXT, elem_id="trust-text")
+                trust_table = gr.Dataframe(
+                    label="Faithfulness and sanity per method",
+                    interactive=False,
+                    visible=False,
+                    wrap=True,
+                    elem_id="trust-table",
+                )
+                trust_curves = gr.Image(
+                    label="Deletion and insertion curves",
+                    show_label=False,
+                    type="numpy",
+                    buttons=[],
+                    visible=False,
+                    elem_id="trust-curves",
+                )
+                trust_strips = gr.Gallery(
+                    label="Sanity: each method's map as the model is randomised",
+                    show_label=False,
+                    columns=1,
+                    height="auto",
+                    object_fit="contain",
+                    allow_preview=False,
+                    buttons=[],
+                    visible=False,
+                    elem_id="trust-strips",
+                )
             last_explained = gr.State(None)
             with gr.Accordion("Each overlay and mask on its own (full size, downloadable)", open=False):
                 overlays = gr.Gallery(

@@ -187,7 +187,7 @@ def test_concepts_panel_equals_attribute_concepts_on_the_same_crop(measured, mod
         assert (got["concept"], got["similarity"]) == (want["concept"], want["similarity"])
     assert shown["by_concept"].keys() == expected["by_concept"].keys()
     strip = output[CONCEPTS_STRIP]
-    assert [item["caption"].split(",")[0] for item in strip] == [
+    assert [item["caption"] for item in strip] == [
         f"unit {u['unit']}: " + (f"{u['concept']} ({u['similarity']:.2f})" if u["concept"] else "no label")
         for u in expected["units"]
     ]
