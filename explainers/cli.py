@@ -58,7 +58,7 @@ def _add_concept_option(parser: argparse.ArgumentParser, always: bool) -> None:
         metavar="TABLE",
         help=f"why, in concepts: {what} from layer4's unit contributions (one extra forward pass an image) named by "
         "a neuron table: a table folder, a CSV in CLIP-dissect's layout, or 'published' (downloaded once); "
-        "default: the model's own table",
+        "default: the model's own table" + ("" if always else " (give --concepts after the images)"),
     )
 
 
