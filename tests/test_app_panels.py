@@ -271,3 +271,20 @@ def test_no_table_line_names_the_model_with_published_labels():
         "No neuron table for resnet50: use resnet50-v1 with CLIP-dissect's published labels, or build one with"
     )
     assert "resnet18-places365" not in no_table_line("resnet18")  # other classes: not a substitute
+
+
+def test_what_the_panels_send_back_from_the_gpu_worker_pickles(model, image_path):
+    """On ZeroGPU the panels' results cross from a forked worker by pickle, like the maps."""
+    import pickle
+
+    from app.panel_concepts import explain_concepts
+    from app.panel_trust import TrustRequest, measure_trust
+    from explainers.engine.cancel import CancelToken
+
+    explanation = library_explanation(model, image_path)
+    concepts = explain_concepts(model, explanation.crop, explanation.target.index, None)
+    trust = measure_trust(explanation, TrustRequest(("deletion", "sanity"), STEPS), {}, CancelToken(None))
+    for result in (concepts, trust):
+        copy = pickle.loads(pickle.dumps(result))
+        assert type(copy) is type(result)
+    assert pickle.loads(pickle.dumps(trust)).results["gradcam"].values == trust.results["gradcam"].values
