@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from explainers.errors import XaiLensError
 from explainers.inputs.param_file import PRESET_KEYS, default_lime_params, save_lime_params
@@ -141,6 +142,11 @@ def pareto_figure(result: TuningResult, chosen: dict[str, Choice]) -> Figure:
             axis.text(0.5, 0.5, "no completed trial", ha="center", va="center", transform=axis.transAxes)
             continue
         axis.set_xscale("log")
+        # Fronts often span less than a decade, where matplotlib labels minor ticks too and the labels collide:
+        # label only 1-2-5 steps, written plainly.
+        axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.scatter([r.seconds for r in image.trials], [r.iou for r in image.trials], s=14, color="0.7", label="trial")
         front = image.front
         axis.plot(
