@@ -185,7 +185,9 @@ def test_missing_weights_at_start_say_so_in_one_line(monkeypatch, caplog, tmp_pa
     monkeypatch.setattr(app.gpu, "zero_gpu", lambda: True)  # on ZeroGPU every served model loads at start
     with caplog.at_level("WARNING", logger="xai_lens.app"):
         assert main_module.prepare_models(missing) == []
-    assert [r.getMessage().split()[3] for r in caplog.records] == ["resnet50", "resnet18", "resnet18-places365"]
+    from explainers.engine.models import MODEL_SPECS
+
+    assert [r.getMessage().split()[3] for r in caplog.records] == list(MODEL_SPECS)
 
 
 # --- the real server in ZeroGPU mode (slow) ---
