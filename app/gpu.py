@@ -32,7 +32,8 @@ _REPORT_S = 5.0  # the presets' figures, CSV, report and zip
 # benchmark H100's 132, so about 2.2x slower where the GPU bounds the work; 3 leaves margin (a lease that runs out
 # may abort the request) without asking so much that visitors with little quota left are refused.
 ZEROGPU_SLOWDOWN = 3.0
-# Forking the worker, starting CUDA in it and copying the packed weights (~490 MB for the four models) over.
+# Forking the worker, starting CUDA in it and copying the packed weights over (~390 MB measured with three models;
+# resnet50-v1 adds ~100 MB).
 WORKER_START_S = 10.0
 
 
