@@ -180,3 +180,11 @@ def fast_lime_values() -> list:
 
     segmentation = '{"kernel_size": 4, "max_dist": 200, "ratio": 0.2}'
     return [40, 100_000, 5, "0", 40, "quickshift", segmentation, "cosine", DEFAULT_REGRESSOR, 0]
+
+
+def explain_inputs(image: dict | None, methods: list[str] | tuple[str, ...], lime_values: list) -> list:
+    """Every input of the explain event for raw queue calls, in the tab's order: the trust panel's off by default."""
+    from app.tab_explain import TOP1
+    from explainers.faithfulness import BASELINES, DEFAULT_STEPS
+
+    return [image, "resnet18", TOP1, list(methods), [], "top:0.10", *lime_values, [], DEFAULT_STEPS, BASELINES[0]]

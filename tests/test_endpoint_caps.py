@@ -163,6 +163,15 @@ def _cases(files: Path) -> list[tuple[str, str, Callable, str]]:
     for name, (changes, expected) in explain_cases.items():
         args = _explain_args(image, **changes)
         cases.append(("/explain", name, lambda c, a=args: c.predict(*a, api_name="/explain"), expected))
+    tune_cases = {  # images, model, reference, trials, budget, most samples, reference samples, min IoU, families
+        "trials": ((10**6, 60, 100, 100), "Trials per image must be a whole number from 1 to"),
+        "budget": ((2, 10**9, 100, 100), "Budget in seconds must be a whole number from 1 to"),
+        "samples per trial": ((2, 60, PUBLIC_CAP + 1, 100), "Most num_samples"),
+        "reference samples": ((2, 60, 100, PUBLIC_CAP + 1), f"from 1 to {PUBLIC_CAP}"),
+    }
+    for name, ((trials, budget, most, reference), expected) in tune_cases.items():
+        args = (["goldfish"], "resnet18", "converged", trials, budget, most, reference, 0, ["quickshift"])
+        cases.append(("/tune_lime", name, lambda c, a=args: c.predict(*a, api_name="/tune_lime"), expected))
     return cases
 
 

@@ -27,7 +27,6 @@ from numpy._core.multiarray import _reconstruct
 from PIL import Image
 
 from app.lime_form import DEFAULT_REGRESSOR
-from app.tab_explain import TOP1
 from explainers.inputs.param_file import PRESET_KEYS, default_lime_params
 
 pytestmark = pytest.mark.slow
@@ -116,7 +115,9 @@ def _photo() -> bytes:
 
 def _explain(server: Server, lime: list, methods=("gradcam",)) -> dict:
     image = _upload(server, "photo.png", _photo())
-    return _call(server, "explain", [image, "resnet18", TOP1, list(methods), [], "top:0.10", *lime])
+    from app_server import explain_inputs
+
+    return _call(server, "explain", explain_inputs(image, methods, lime))
 
 
 def _inspect(server: Server, name: str, payload: bytes) -> str:
