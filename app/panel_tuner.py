@@ -24,7 +24,7 @@ from app.defaults import device_defaults, model_choices
 from app.errors import user_error
 from app.gpu import WORKER_START_S, zero_gpu
 from app.settings import AppConfig
-from app.stops import STOPS
+from app.stops import STOPS, wire_stop_button
 from explainers import limits
 from explainers.engine.cancel import CancelledError
 from explainers.errors import XaiLensError
@@ -235,11 +235,5 @@ def build_tuner_panel(config: AppConfig, editor: gr.Code) -> gr.events.Dependenc
         trigger_mode="always_last",
     )
 
-    def stop_run(request: gr.Request) -> None:
-        STOPS.stop(JOB, getattr(request, "session_hash", None))
-
-    stop.click(
-        stop_run, None, None, cancels=[running] if zero_gpu() else None, api_visibility="private", queue=False,
-        show_progress="hidden",
-    )  # fmt: skip
+    wire_stop_button(stop, JOB, running)
     return running

@@ -14,7 +14,11 @@ its own deadline (the GPU lease) instead.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import gradio as gr
+
+from app.gpu import zero_gpu
 from explainers.engine.cancel import CancelToken
 
 STOPPED_BY_VISITOR = "stopped (you pressed Stop)"
@@ -57,3 +61,24 @@ class SessionStops:
 
 
 STOPS = SessionStops()
+
+
+def wire_stop_button(button: gr.Button, kind: str, running: Any) -> None:
+    """Make `button` stop this session's running job of `kind` (the event `running` started).
+
+    Off ZeroGPU the click sets the job's token and the work ends at its next batch. On ZeroGPU the work runs in a
+    forked worker that cannot see the token, so the click also drops the stream to the browser.
+    """
+
+    def stop(request: gr.Request) -> None:
+        STOPS.stop(kind, getattr(request, "session_hash", None))
+
+    button.click(
+        stop,
+        None,
+        None,
+        cancels=[running] if zero_gpu() else None,
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
+    )

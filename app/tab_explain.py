@@ -15,12 +15,11 @@ from app.compute import explain_stream
 from app.defaults import device_defaults, full_settings, model_choices, random_title
 from app.errors import user_error
 from app.file_inputs import UploadedImage
-from app.gpu import zero_gpu
 from app.lime_form import LimeForm, lime_form
 from app.panel_concepts import ConceptsLink, ConceptsResult
 from app.panel_trust import TrustRequest, TrustResult
 from app.settings import AppConfig
-from app.stops import STOPS
+from app.stops import STOPS, wire_stop_button
 from explainers.comparison.masks import DEFAULT_RULE, parse_rule
 from explainers.engine.cancel import CancelledError
 from explainers.engine.models import MODEL_SPECS, model_spec
@@ -426,20 +425,8 @@ def build_explain_tab(config: AppConfig) -> ConceptsLink:
         trigger_mode="always_last",  # a click while a stopped run winds down runs right after it
     )
 
-    def stop_explain(request: gr.Request) -> None:
-        STOPS.stop("explain", getattr(request, "session_hash", None))
-
     # Stop sets this session's token: the running method ends at its next batch and the tab says what finished.
-    # On ZeroGPU the work runs in a forked worker that cannot see the token; there the stream is dropped instead.
-    stop.click(
-        stop_explain,
-        None,
-        None,
-        cancels=[running] if zero_gpu() else None,
-        api_visibility="private",
-        queue=False,
-        show_progress="hidden",
-    )
+    wire_stop_button(stop, "explain", running)
     picked = concepts_strip.select(
         panel_concepts.pick_unit, last_explained, last_explained, api_visibility="private", show_progress="hidden"
     )

@@ -10,10 +10,9 @@ from app import settings
 from app.compute import run_presets
 from app.defaults import device_defaults, model_choices
 from app.errors import user_error
-from app.gpu import zero_gpu
 from app.panel_study import build_study_panel, study_dir
 from app.settings import AppConfig
-from app.stops import STOPS
+from app.stops import STOPS, wire_stop_button
 from app.tab_explain import available_presets, method_choices
 from explainers import limits
 from explainers.comparison.masks import DEFAULT_RULE
@@ -149,17 +148,6 @@ def build_presets_tab(config: AppConfig) -> None:
         trigger_mode="always_last",
     )
 
-    def stop_run(request: gr.Request) -> None:
-        STOPS.stop("presets", getattr(request, "session_hash", None))
-
-    stop.click(
-        stop_run,
-        None,
-        None,
-        cancels=[running] if zero_gpu() else None,
-        api_visibility="private",
-        queue=False,
-        show_progress="hidden",
-    )
+    wire_stop_button(stop, "presets", running)
     with gr.Accordion("Beyond ten images: the agreement study", open=study_dir(config) is not None):
         build_study_panel(config)
