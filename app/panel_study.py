@@ -119,7 +119,7 @@ def build_study_panel(config: AppConfig) -> None:
         try:
             summary = load_summary(folder)
         except XaiLensError as exc:
-            return str(exc).splitlines()[0], None, ""
+            return first_line(exc, limit=1000), None, ""
         return summary.headline, summary.figure, summary.report
 
     first = show()  # read at start; Reload reads again (a running study adds images)

@@ -17,7 +17,7 @@ from pathlib import Path
 from explainers.comparison.masks import DEFAULT_RULE, parse_rule
 from explainers.engine.cancel import CancelToken
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.tuning.objective import IMPLEMENTATIONS, check_implementation
 from explainers.tuning.references import CONVERGED_SAMPLES, check_reference_name
 from explainers.tuning.study import Progress, check_budget, check_seed, check_trials
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(build_parser().parse_args(argv))
     except XaiLensError as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {first_line(error, limit=1000)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

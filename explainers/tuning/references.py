@@ -21,7 +21,7 @@ from PIL import Image
 
 from explainers import limits
 from explainers.comparison.masks import MaskRule, masks_for, parse_rule
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.inputs.param_file import default_lime_params
 from explainers.inputs.segmentation import NAMED_DEFAULTS
 from explainers.inputs.user_files import read_limited
@@ -138,7 +138,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (ValueError, OSError) as exc:
-        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        reason = first_line(exc, limit=80)
         raise XaiLensError(f"{name} is not a readable .npz of masks ({reason}); save it with numpy.savez") from None
 
 
@@ -150,7 +150,7 @@ def _read_one(path: Path) -> np.ndarray:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             return np.asarray(image.convert("L"))
     except (ValueError, OSError) as exc:
-        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        reason = first_line(exc, limit=80)
         raise XaiLensError(f"{name} is not a readable mask ({reason}); use a PNG or a .npy array") from None
 
 

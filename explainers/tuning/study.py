@@ -31,7 +31,7 @@ from explainers import limits
 from explainers.comparison.masks import DEFAULT_RULE, MaskRule, parse_rule
 from explainers.engine.cancel import CancelledError, CancelToken
 from explainers.engine.models import LoadedModel
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, first_line
 from explainers.inputs.images import ImageSource
 from explainers.methods.base import Subject
 from explainers.pipeline import prepare
@@ -222,7 +222,7 @@ def _search(
             return "cancelled"
         except XaiLensError as error:  # a setting lime refuses (too many superpixels, a failed fit): next trial
             study.tell(trial, state=TrialState.FAIL)
-            result.failed.append(FailedTrial(key, trial.number, entry, str(error).splitlines()[0]))
+            result.failed.append(FailedTrial(key, trial.number, entry, first_line(error, limit=1000)))
             continue
         study.tell(trial, [score, seconds])
         result.trials.append(TrialRecord(key, trial.number, entry, score, seconds))
