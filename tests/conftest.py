@@ -49,3 +49,12 @@ def examples_dir() -> Path:
     if not folder:
         pytest.skip("XAI_LENS_EXAMPLES_DIR is not set: the ten preset images are not available (CI sets it)")
     return Path(folder)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium per test module (tests/browser.py)."""
+    from browser import launched_chromium
+
+    with launched_chromium() as browser:
+        yield browser

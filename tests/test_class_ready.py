@@ -17,14 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from browser import DESK, PHONE
 from PIL import Image, ImageDraw
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 README_SHOT = Path(__file__).resolve().parents[1] / "docs" / "explain_1280x720.png"
-DESK = {"width": 1280, "height": 720}
-PHONE = {"width": 390, "height": 844}
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 DROP_JS = """([selector, name, data]) => {
     const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
     const transfer = new DataTransfer();
@@ -53,17 +50,6 @@ def synthetic_png() -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip("headless Chromium is absent: apt-get install -y chromium")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the package only)")
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @contextmanager

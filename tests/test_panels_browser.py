@@ -7,23 +7,12 @@ concepts panel scrolled into view) and panels_1280x720_full.png (the whole page)
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
-from test_class_ready import ARGS, CHROMIUM, DESK, DROP_JS, UNCOVERED_JS, in_viewport, shot, synthetic_png, tick_only
+from browser import DESK
+from test_class_ready import DROP_JS, UNCOVERED_JS, in_viewport, shot, synthetic_png, tick_only
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).is_file():
-        pytest.skip("headless Chromium is absent: apt-get install -y chromium")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the package only)")
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,29 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from browser import DESK
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-DESK = {"width": 1280, "height": 720}
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def page(examples_dir, tmp_path_factory):
-    if not Path(CHROMIUM).is_file():
-        pytest.skip("headless Chromium is absent: apt-get install -y chromium")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the package only)")
+def page(examples_dir, tmp_path_factory, chromium):
     from app_server import running_app, write_small_tables
 
     tables = write_small_tables(tmp_path_factory.mktemp("tables"))
-    with running_app(examples_dir, tables, tmp_path_factory.mktemp("work")) as url, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        tab = browser.new_page(viewport=DESK)
+    with running_app(examples_dir, tables, tmp_path_factory.mktemp("work")) as url:
+        tab = chromium.new_page(viewport=DESK)
         tab.goto(url, timeout=60_000)
         yield tab
-        browser.close()
 
 
 def fill(page, label_start: str, value: str) -> None:
