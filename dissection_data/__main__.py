@@ -18,7 +18,7 @@ from dissection_data.concepts import WORD_COUNT, WORDS_20K
 from dissection_data.paths import TABLES_DIR, cache_dir
 from dissection_data.probes import IMAGENET1000
 from dissection_data.similarity import DEFAULT_SIMILARITY, SIMILARITY_FUNCTIONS
-from explainers.errors import XaiLensError
+from explainers.errors import run_command
 
 
 def _names(value: str) -> list[str]:
@@ -122,31 +122,27 @@ def _compare(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps(agreement_json(results, ours, published), indent=2) + "\n")
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from dissection_data.bench import format_report, run_benchmark
+
+    report = run_benchmark(args.probes, args.words, args.models, args.layers, args.device)
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from dissection_data.demo import build_demo
+
+    build_demo(args.out, log=tqdm.write)
+
+
+COMMANDS = {"build": _build, "compare": _compare, "demo": _demo, "bench": _bench}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "build":
-            _build(args)
-        elif args.command == "compare":
-            _compare(args)
-        elif args.command == "demo":
-            from dissection_data.demo import build_demo
-
-            build_demo(args.out, log=tqdm.write)
-        else:
-            from dissection_data.bench import format_report, run_benchmark
-
-            report = run_benchmark(args.probes, args.words, args.models, args.layers, args.device)
-            print(format_report(report))
-            if args.json:
-                args.json.write_text(json.dumps(report, indent=2) + "\n")
-    except XaiLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from explainers.comparison.masks import DEFAULT_RULE
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
-from explainers.errors import XaiLensError, first_line
+from explainers.errors import XaiLensError, run_command
 from explainers.methods import CORE_METHODS, METHODS
 
 
@@ -321,8 +321,10 @@ def _interrupted_message(command: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command = None
-    try:
+    command: str | None = None
+
+    def body() -> int:
+        nonlocal command
         args = build_parser().parse_args(argv)
         command = args.command
         if getattr(args, "tf32", None):
@@ -330,9 +332,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             precision.configure(True)
         return RUNNERS[command](args)
-    except XaiLensError as error:
-        print(f"error: {first_line(error, limit=1000)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(_interrupted_message(command), file=sys.stderr)
-        return 130
+
+    return run_command(body, interrupted=lambda: _interrupted_message(command))

@@ -31,7 +31,7 @@ from dissection_data.space_tables import (
     table_files,
 )
 from dissection_data.tables import CSV_NAME, META_NAME, THUMBS_DIR, load_tables
-from explainers.errors import XaiLensError, first_line
+from explainers.errors import XaiLensError, first_line, run_command
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = REPO_ROOT / "space.yaml"
@@ -245,6 +245,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _deploy(args: argparse.Namespace, manifest: Any, build_inputs: dict[str, Any] | None, api: Any) -> int:
+    """Build the tables when asked, check them, and upload; the part of main() that may raise."""
+    if args.build_tables:
+        overrides = {"device": args.device, **({"clip": args.clip} if args.clip else {})}
+        space_build = plan_space_build(args.tables, args.cache, args.min_self_check, **overrides)
+        if args.dry_run:
+            print("\n".join(describe_build(space_build)))
+        else:
+            outcomes = build_and_promote(space_build, **(build_inputs or {}))
+            refused = [outcome for outcome in outcomes if outcome.refused]
+            if refused:
+                for outcome in refused:
+                    print(f"Refusing to publish {outcome.refused}.", file=sys.stderr)
+                print("Nothing uploaded; tables that passed are in place for the next deploy.", file=sys.stderr)
+                return 1
+    deploy = plan(manifest, args.space, tables_root=args.tables, min_top1=args.min_self_check)
+    print(describe(deploy))
+    if args.build_tables and args.dry_run:
+        print("Upload after the build, besides the files above:")
+        print("\n".join(would_build_paths(space_build.options.models)))
+    if args.dry_run:
+        print("Dry run: nothing built, nothing uploaded.")
+        return 0
+    refused_tables = [table for table in deploy.tables if table.refused]
+    if refused_tables:
+        for table in refused_tables:
+            print(f"Refusing to publish {table.refused}.", file=sys.stderr)
+        return 1
+    print(f"Published: {publish(deploy, api=api)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, *, build_inputs: dict[str, Any] | None = None, api: Any = None) -> int:
     """`build_inputs` (models, probe_set, concept_set, encoder) and `api` let tests run this path offline."""
     args = _parser().parse_args(argv)
@@ -255,41 +287,10 @@ def main(argv: Sequence[str] | None = None, *, build_inputs: dict[str, Any] | No
     if problems and not args.dry_run:
         print("Refusing to deploy until README front matter and space.yaml agree.", file=sys.stderr)
         return 1
-    try:
-        if args.build_tables:
-            overrides = {"device": args.device, **({"clip": args.clip} if args.clip else {})}
-            space_build = plan_space_build(args.tables, args.cache, args.min_self_check, **overrides)
-            if args.dry_run:
-                print("\n".join(describe_build(space_build)))
-            else:
-                outcomes = build_and_promote(space_build, **(build_inputs or {}))
-                refused = [outcome for outcome in outcomes if outcome.refused]
-                if refused:
-                    for outcome in refused:
-                        print(f"Refusing to publish {outcome.refused}.", file=sys.stderr)
-                    print("Nothing uploaded; tables that passed are in place for the next deploy.", file=sys.stderr)
-                    return 1
-        deploy = plan(manifest, args.space, tables_root=args.tables, min_top1=args.min_self_check)
-        print(describe(deploy))
-        if args.build_tables and args.dry_run:
-            print("Upload after the build, besides the files above:")
-            print("\n".join(would_build_paths(space_build.options.models)))
-        if args.dry_run:
-            print("Dry run: nothing built, nothing uploaded.")
-            return 0
-        refused_tables = [table for table in deploy.tables if table.refused]
-        if refused_tables:
-            for table in refused_tables:
-                print(f"Refusing to publish {table.refused}.", file=sys.stderr)
-            return 1
-        print(f"Published: {publish(deploy, api=api)}")
-    except XaiLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume from the cached passes", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(
+        lambda: _deploy(args, manifest, build_inputs, api),
+        interrupted="interrupted; run the same command again to resume from the cached passes",
+    )
 
 
 if __name__ == "__main__":

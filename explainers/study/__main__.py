@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from explainers.comparison.masks import DEFAULT_RULE, parse_rule
-from explainers.errors import XaiLensError
+from explainers.errors import XaiLensError, run_command
 
 STUDY_METHODS = "gradcam,scorecam,ablationcam,lime"
 INTERRUPTED = "interrupted: finished images are saved; run the same command to resume"
@@ -116,14 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except XaiLensError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+    return run_command(lambda: run(args), interrupted=INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 from explainers.comparison.masks import DEFAULT_RULE, parse_rule
 from explainers.engine.cancel import CancelToken
 from explainers.engine.models import DEFAULT_MODEL, MODEL_SPECS, RANDOM_WEIGHTS_WARNING
-from explainers.errors import XaiLensError, first_line
+from explainers.errors import XaiLensError, run_command
 from explainers.tuning.objective import IMPLEMENTATIONS, check_implementation
 from explainers.tuning.references import CONVERGED_SAMPLES, check_reference_name
 from explainers.tuning.study import Progress, check_budget, check_seed, check_trials
@@ -128,14 +128,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run(build_parser().parse_args(argv))
-    except XaiLensError as error:
-        print(f"error: {first_line(error, limit=1000)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: run(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":
