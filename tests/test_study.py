@@ -29,9 +29,10 @@ import pyarrow.parquet as pq
 from explainers.errors import XaiLensError
 from explainers.study import require_scale
 from explainers.study.measures import colour_entropy, object_area, top_mass_share
+from explainers.study.ray_engine import init_ray
 from explainers.study.report import half_difference, spearman_ci, verdict, write_study_report
 from explainers.study.results import PARTS_DIR, StudyColumns, finished_ids, write_part
-from explainers.study.runner import StudySettings, init_ray, run_study
+from explainers.study.runner import StudySettings, run_study
 from explainers.study.sources import HuggingFaceSpec, StudyRecord, resolve_source
 
 REPO = Path(__file__).resolve().parents[1]

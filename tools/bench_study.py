@@ -76,7 +76,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from explainers.methods import parse_methods
-    from explainers.study.runner import StudySettings, init_ray
+    from explainers.study.ray_engine import init_ray
+    from explainers.study.runner import StudySettings
     from explainers.study.sources import resolve_source
 
     counts = [int(n) for n in args.workers.split(",")]

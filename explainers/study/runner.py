@@ -1,23 +1,18 @@
 """Run the study on Ray Data: the source streamed in blocks, one model per actor, results written in parts.
 
-Why Ray Data and not a process pool: the same code runs embedded on a laptop (ray.init() starts a
-private local instance, nothing to install or start) and on a cluster given its address, with GPU
-actors where there are GPUs; it streams blocks with backpressure, so memory stays bounded however
-large the source; and a crashed actor is restarted by Ray instead of losing the run.
-
-Resuming: the driver writes every batch that comes back as one Parquet part (atomically). A run
-reads the ids in the parts first and sends only the others to Ray, so a killed run, started again
-with the same command, finishes with each image exactly once.
+The Ray setup (local or cluster, the streaming read, the actor pool) is explainers.study.ray_engine,
+shared with the dissection build. Resuming: the driver writes every batch that comes back as one
+Parquet part (atomically). A run reads the ids in the parts first and sends only the others to Ray,
+so a killed run, started again with the same command, finishes with each image exactly once.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +21,7 @@ import pyarrow as pa
 
 from explainers.comparison.masks import DEFAULT_RULE
 from explainers.errors import XaiLensError, first_line
+from explainers.study.ray_engine import actor_batches, ray_session, save_fresh, source_total
 from explainers.study.results import (
     RESULTS_FILE,
     StudyColumns,
@@ -35,17 +31,11 @@ from explainers.study.results import (
     iou_column,
     metric_column,
     seconds_column,
-    write_part,
 )
 from explainers.study.sources import StudyRecord, StudySource
 
 SETTINGS_FILE = "study.json"
 DEFAULT_BATCH_SIZE = 4  # images per actor call and per Parquet part: small, so a killed run loses little
-OBJECT_STORE_BYTES = 256 * 2**20  # the local instance's shared memory: blocks are a few images each
-LOCAL_HOST = "127.0.0.1"
-LOCAL_INSTANCE = "local"  # ray.init's word for "start a new instance here"; no address would join a running one
-ADDRESS_ENV = "RAY_ADDRESS"
-LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a single-machine instance, services on 127.0.0.1 only
 
 
 @dataclass(frozen=True)
@@ -174,108 +164,8 @@ class ExplainActor:
         self.model = load_model(settings.model, settings.weights, "cuda" if torch.cuda.is_available() else "cpu")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [study_row(StudyRecord(**record), self.model, self.settings) for record in batch.to_pylist()]
+        rows = [study_row(StudyRecord.from_row(record), self.model, self.settings) for record in batch.to_pylist()]
         return self.settings.columns.table(rows)
-
-
-# --- the source as a Ray datasource ---------------------------------------------------------------
-
-RECORD_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("true_class", pa.string()),
-        ("class_index", pa.int32()),
-        ("path", pa.string()),
-        ("data", pa.binary()),
-    ]
-)
-
-
-def pending_records(source: StudySource, done: set[str], limit: int | None, block_rows: int) -> Iterator[pa.Table]:
-    """The source's first `limit` records minus the finished ones, as Arrow blocks of `block_rows` rows."""
-    block: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for position, record in enumerate(source.records()):
-        if limit is not None and position >= limit:
-            break
-        if record.id in done or record.id in seen:
-            continue
-        seen.add(record.id)
-        block.append(record.as_row())
-        if len(block) == block_rows:
-            yield pa.Table.from_pylist(block, schema=RECORD_SCHEMA)
-            block = []
-    if block:
-        yield pa.Table.from_pylist(block, schema=RECORD_SCHEMA)
-
-
-def _datasource(source: StudySource, done: set[str], limit: int | None, block_rows: int) -> Any:
-    """One streaming read task over the source (listing order matters for --limit; the work is downstream)."""
-    from ray.data import Datasource, ReadTask
-    from ray.data.block import BlockMetadata
-
-    class StudyDatasource(Datasource):
-        def estimate_inmemory_data_size(self) -> int | None:
-            return None
-
-        def get_name(self) -> str:
-            return "StudySource"
-
-        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None):
-            metadata = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=None)
-            return [ReadTask(lambda: pending_records(source, done, limit, block_rows), metadata)]
-
-    return StudyDatasource()
-
-
-# --- Ray ----------------------------------------------------------------------------------------
-
-
-def quiet_ray_environment() -> None:
-    """No usage statistics, no dashboard: the study runs offline, reports to nobody, and prints only its own bar."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray's C++ core logs harmless notes at error level (e.g. about restartable actors' arguments).
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-
-
-def init_ray(address: str | None, local_cpus: int) -> bool:
-    """Connect to `address` (or $RAY_ADDRESS), else start a small private instance on 127.0.0.1.
-
-    Returns True when this call started Ray (and so should shut it down). An instance already
-    initialised in this process (a test's, a notebook's) is used as it is.
-    """
-    quiet_ray_environment()
-    address = address or os.environ.get(ADDRESS_ENV) or None
-    if not address:
-        # Ray binds its local services to the machine's address unless told it is not a cluster node, which
-        # it reads once, when first imported: a process that imported ray earlier keeps Ray's default.
-        os.environ.setdefault(LOOPBACK_ENV, "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
-    try:
-        if address:
-            ray.init(address=address, **options)
-        else:
-            ray.init(
-                address=LOCAL_INSTANCE,  # a private instance, even where `ray start` left one running
-                num_cpus=local_cpus,
-                object_store_memory=OBJECT_STORE_BYTES,
-                _node_ip_address=LOCAL_HOST,
-                **options,
-            )
-    except Exception as exc:  # ConnectionError, RuntimeError, ValueError ... from ray.init: one line for all
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise XaiLensError(f"Could not start or reach {where}: {first_line(exc)}") from None
-    from ray.data import DataContext
-
-    context = DataContext.get_current()
-    context.enable_progress_bars = False  # the study shows its own single bar
-    context.enable_auto_log_stats = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes ("execution finished", "bars disabled")
-    return True
 
 
 def _save_settings(out_dir: Path, source: StudySource, settings: StudySettings) -> None:
@@ -293,13 +183,6 @@ def _save_settings(out_dir: Path, source: StudySource, settings: StudySettings) 
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**wanted, "fingerprint": source.fingerprint, "description": source.description}))
-
-
-def default_workers(gpus: float, cpus: float, cpus_per_worker: int) -> int:
-    """One actor per GPU; on CPUs, as many single-model actors as fit beside one CPU for the read task."""
-    if gpus >= 1:
-        return int(gpus)
-    return max(1, int(cpus) // cpus_per_worker - 1)
 
 
 def run_study(
@@ -324,78 +207,40 @@ def run_study(
     out_dir = Path(out_dir)
     _save_settings(out_dir, source, settings)
     done = finished_ids(out_dir)
-    local_cpus = (workers or max(1, (os.cpu_count() or 2) - 1)) * cpus_per_worker + 1
-    started_ray = init_ray(address, local_cpus)
-    import ray
-
-    try:
-        resources = ray.cluster_resources()
-        gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
-        workers = workers or default_workers(gpus, cpus, cpus_per_worker)
-        device = "gpu" if gpus >= 1 else "cpu"
-        dataset = ray.data.read_datasource(_datasource(source, done, limit, batch_size)).map_batches(
+    with ray_session(address, workers, cpus_per_worker) as plan:
+        batches = actor_batches(
+            source,
+            done,
+            plan,
             ExplainActor,
-            fn_constructor_kwargs={"settings": settings, "threads": cpus_per_worker},
+            {"settings": settings, "threads": cpus_per_worker},
+            limit=limit,
             batch_size=batch_size,
-            batch_format="pyarrow",
-            concurrency=workers,
-            num_cpus=cpus_per_worker if device == "cpu" else 1,
-            num_gpus=1 if device == "gpu" else 0,
+            what="study",
         )
-        total = None if limit is None and source.size is None else min(x for x in (limit, source.size) if x is not None)
+        total = source_total(source, limit)
         pending_total = None if total is None else max(0, total - len(done))
         ran = errors = 0
         per_worker: dict[str, int] = {}
         begun = time.perf_counter()
-        description = f"study ({workers} {device} workers)"
+        description = f"study ({plan.workers} {plan.device} workers)"
         with tqdm(total=pending_total, desc=description, unit="image", disable=not progress) as bar:
-            for batch in _batches(dataset):
-                ids = batch.column("id").to_pylist()
-                fresh = [index for index, image_id in enumerate(ids) if image_id not in done]
-                if not fresh:
+            for batch in batches:
+                saved = save_fresh(batch, done, out_dir)
+                if saved is None:
                     continue
-                batch = batch.take(fresh)
-                write_part(batch, out_dir)
-                done.update(batch.column("id").to_pylist())
-                failed = sum(error is not None for error in batch.column("error").to_pylist())
-                for worker in batch.column("worker").to_pylist():
+                failed = sum(error is not None for error in saved.column("error").to_pylist())
+                for worker in saved.column("worker").to_pylist():
                     per_worker[worker] = per_worker.get(worker, 0) + 1
-                ran, errors = ran + batch.num_rows, errors + failed
-                bar.update(batch.num_rows)
+                ran, errors = ran + saved.num_rows, errors + failed
+                bar.update(saved.num_rows)
                 bar.set_postfix(errors=errors)
                 if on_batch is not None:
-                    on_batch(batch)
+                    on_batch(saved)
         seconds = time.perf_counter() - begun
-    finally:
-        if started_ray:
-            ray.shutdown()
     table = combine_parts(out_dir, settings.columns)
     skipped = table.num_rows - ran
-    return StudyOutcome(out_dir, table, ran, skipped, errors, seconds, workers, device, per_worker)
-
-
-def _batches(dataset: Any) -> Iterator[pa.Table]:
-    """The results as Ray produces them; a failure of Ray itself (not of an image) ends the run in one line."""
-    try:
-        yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
-    except XaiLensError:
-        raise
-    except Exception as exc:  # an actor that cannot start (e.g. weights missing on a node), a lost cluster
-        raise XaiLensError(
-            f"The study stopped: {first_line(root_cause(exc))}; finished images are saved, "
-            "run the same command to resume."
-        ) from None
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """The exception inside Ray's wrappers (task error -> user-code error -> the real one), for a useful line."""
-    seen = {id(exc)}
-    while True:
-        inner = getattr(exc, "cause", None) or exc.__cause__
-        if not isinstance(inner, BaseException) or id(inner) in seen:
-            return exc
-        seen.add(id(inner))
-        exc = inner
+    return StudyOutcome(out_dir, table, ran, skipped, errors, seconds, plan.workers, plan.device, per_worker)
 
 
 def results_path(out_dir: Path) -> Path:

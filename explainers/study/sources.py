@@ -31,6 +31,11 @@ class StudyRecord:
     path: str | None = None
     data: bytes | None = None
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> StudyRecord:
+        """A record from an Arrow row, whatever other columns the row carries (e.g. its position)."""
+        return cls(row["id"], row.get("true_class"), row.get("class_index"), row.get("path"), row.get("data"))
+
     def as_row(self) -> dict[str, Any]:
         return {
             "id": self.id,
