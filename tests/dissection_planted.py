@@ -11,9 +11,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 from PIL import Image
+from planted import hand_wired_model
 
 from dissection_data.synthetic import COLOURS, SHAPES, shape_mask, shape_radii
-from explainers.engine.models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, ModelSpec
+from explainers.engine.models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
 
 SIDE = 64
 SIZES_PER_SHAPE = 4
@@ -87,18 +88,16 @@ class PlantedNet(torch.nn.Module):
 
 
 def planted_model() -> LoadedModel:
-    spec = ModelSpec(
+    return hand_wired_model(
+        PlantedNet,
+        "random",
+        CLASSES,
         name="planted",
         title="Planted shapes model (test)",
-        build=PlantedNet,
-        weights_url="",
-        weights_file="",
-        categories=lambda: list(CLASSES),
         resize=SIDE,
         crop=SIDE,
         dataset="generated shapes",
     )
-    return LoadedModel(spec, "random", PlantedNet().eval(), list(CLASSES), torch.device("cpu"))
 
 
 def _unit(seed_text: str, dim: int) -> torch.Tensor:

@@ -7,6 +7,9 @@ layer4, avgpool, fc) so both the closed-form and the generic Ablation-CAM paths 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -50,18 +53,25 @@ class RedPatchNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+def hand_wired_model(
+    build: Callable[[], nn.Module], weights: str, classes: list[str], **spec_fields: Any
+) -> LoadedModel:
+    """A test network wrapped as load_model wraps a registered one (no weights file, CPU, eval mode), so the
+    library's code paths run on it unchanged; `spec_fields` are the ModelSpec fields that tell the models apart."""
+    spec = ModelSpec(build=build, weights_url="", weights_file="", categories=lambda: list(classes), **spec_fields)
+    return LoadedModel(spec, weights, build().eval(), list(classes), torch.device("cpu"))
+
+
 def planted_model() -> LoadedModel:
-    spec = ModelSpec(
+    return hand_wired_model(
+        RedPatchNet,
+        "planted",
+        CLASSES,
         name="planted-red-patch",
         title="Planted red-patch net",
-        build=RedPatchNet,
-        weights_url="",
-        weights_file="",
-        categories=lambda: list(CLASSES),
         resize=SIZE,
         default_target_layer="layer4",
     )
-    return LoadedModel(spec, "planted", RedPatchNet().eval(), list(CLASSES), torch.device("cpu"))
 
 
 def patch_image(top: int, left: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from dissection_planted import CLASSES, SIDE, SIZES_PER_SHAPE, TOP_K, ColourNeurons, PlantedClip, shape_iou
+from planted import hand_wired_model
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from reference import trainable_copy
@@ -20,7 +21,7 @@ from dissection_data.synthetic import COLOURS, SHAPES, shape_image, shape_mask, 
 from dissection_data.tables import NeuronRow, NeuronTable
 from explainers.concepts import UNLABELLED, attribute_concepts
 from explainers.concepts.render import concepts_figure, summary_lines
-from explainers.engine.models import LoadedModel, ModelSpec, load_model
+from explainers.engine.models import LoadedModel, load_model
 from explainers.errors import XaiLensError
 
 
@@ -183,17 +184,15 @@ class PlantedConceptNet(torch.nn.Module):
 
 
 def planted_concept_model() -> LoadedModel:
-    spec = ModelSpec(
+    return hand_wired_model(
+        PlantedConceptNet,
+        "random",
+        CLASSES,
         name="planted-concepts",
         title="Planted concept units (test)",
-        build=PlantedConceptNet,
-        weights_url="",
-        weights_file="",
-        categories=lambda: list(CLASSES),
         resize=SIDE,
         crop=SIDE,
     )
-    return LoadedModel(spec, "random", PlantedConceptNet().eval(), list(CLASSES), torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
