@@ -103,13 +103,8 @@ def _effective_params(params: dict[str, Any], n_images: int) -> dict[str, Any]:
 
 
 def _thumbnails(model: Any, probe_set: ProbeSet, wanted: set[str]) -> dict[str, Any]:
-    paths = dict(zip(probe_set.ids, probe_set.paths, strict=True))
-    subset = ProbeSet(probe_set.name, tuple(paths[i] for i in sorted(wanted)), tuple(sorted(wanted)), "", "")
-    images = tqdm(subset.images(), total=len(subset), desc=f"{model.name}: thumbnails", unit="img")
-    return {
-        image_id: features.thumbnail(image, model, THUMBNAIL_SIDE)
-        for image_id, image in zip(subset.ids, images, strict=True)
-    }
+    images = tqdm(probe_set.select(wanted), total=len(wanted), desc=f"{model.name}: thumbnails", unit="img")
+    return {image_id: features.thumbnail(image, model, THUMBNAIL_SIDE) for image_id, image in images}
 
 
 def _class_text_features(

@@ -61,34 +61,65 @@ def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
     return output.flatten(1)
 
 
-@torch.inference_mode()
-def compute_activations(
-    model: Any, probe_set: ProbeSet, layers: Sequence[str], pooling: str = "mean", batch_size: int = 32
-) -> dict[str, torch.Tensor]:
-    """images x neurons (float32, CPU) for each layer, from one forward pass per batch."""
+def check_pooling(pooling: str) -> None:
     if pooling not in POOLINGS:
         raise XaiLensError(f"Unknown pooling '{pooling}'; choose mean or max.")
-    collected: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+
+
+@torch.inference_mode()
+def pooled_activations(
+    model: Any, images: Sequence[Image.Image], layers: Sequence[str], pooling: str = "mean"
+) -> dict[str, torch.Tensor]:
+    """images x neurons (float32, CPU) for each layer, from one forward pass over one batch of images.
+
+    The one place activations are taken: the in-process pass and the Ray actors (dissection_data.scale)
+    both call it, so the two engines crop, pool and hook alike."""
+    check_pooling(pooling)
+    collected: dict[str, torch.Tensor] = {}
     handles = []
     try:
         for layer in layers:
-            module = model.layer(layer)
 
             def hook(_module, _inputs, output, layer=layer):
-                collected[layer].append(_pool(output.float(), pooling).cpu())
+                collected[layer] = _pool(output.float(), pooling).cpu()
 
-            handles.append(module.register_forward_hook(hook))
+            handles.append(model.layer(layer).register_forward_hook(hook))
         with model.lock:
-            progress = tqdm(total=len(probe_set), desc=f"{model.name}: activations", unit="img")
-            for batch in _batches(probe_set.images(), batch_size):
-                crops = np.stack([model.crop(image) for image in batch])
-                model.module(model.to_tensor(crops))
-                progress.update(len(batch))
-            progress.close()
+            crops = np.stack([model.crop(image) for image in images])
+            model.module(model.to_tensor(crops))
     finally:
         for handle in handles:
             handle.remove()
+    return collected
+
+
+def compute_activations(
+    model: Any, probe_set: ProbeSet, layers: Sequence[str], pooling: str = "mean", batch_size: int = 32
+) -> dict[str, torch.Tensor]:
+    """images x neurons (float32, CPU) for each layer over the whole probe set, batch by batch."""
+    check_pooling(pooling)
+    collected: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    progress = tqdm(total=len(probe_set), desc=f"{model.name}: activations", unit="img")
+    for batch in _batches(probe_set.images(), batch_size):
+        for layer, values in pooled_activations(model, batch, layers, pooling).items():
+            collected[layer].append(values)
+        progress.update(len(batch))
+    progress.close()
     return {layer: torch.cat(parts) for layer, parts in collected.items()}
+
+
+def activations_key(
+    model: Any, fingerprint: str, layers: Sequence[str], pooling: str, identity: str | None = None
+) -> dict[str, Any]:
+    """What an activations cache entry is computed from (both engines write and read the same entries)."""
+    return {
+        "model": model.name,
+        "weights": identity or weights_identity(model.weights),
+        "layers": sorted(layers),
+        "pooling": pooling,
+        "probe": fingerprint,
+        "preprocessing": [model.spec.resize, model.spec.crop],
+    }
 
 
 def activations(
@@ -100,17 +131,14 @@ def activations(
     batch_size: int = 32,
     identity: str | None = None,
 ) -> dict[str, torch.Tensor]:
-    key = {
-        "model": model.name,
-        "weights": identity or weights_identity(model.weights),
-        "layers": sorted(layers),
-        "pooling": pooling,
-        "probe": probe_set.fingerprint,
-        "preprocessing": [model.spec.resize, model.spec.crop],
-    }
+    key = activations_key(model, probe_set.fingerprint, layers, pooling, identity)
     return cache.get_or_compute(
         "activations", key, lambda: compute_activations(model, probe_set, layers, pooling, batch_size)
     )
+
+
+def clip_images_key(encoder: ClipEncoder, fingerprint: str) -> dict[str, Any]:
+    return {"clip": encoder.model_id, "probe": fingerprint}
 
 
 IMAGE_CHUNK = 128  # CLIP image features are also cached per chunk of this many probe images
@@ -121,7 +149,7 @@ def image_features(cache: FeatureCache, encoder: ClipEncoder, probe_set: ProbeSe
 
     The longest pass of a CPU build, so it is also cached chunk by chunk: a build killed during it
     resumes at the first chunk it had not finished, instead of starting the pass again."""
-    key = {"clip": encoder.model_id, "probe": probe_set.fingerprint}
+    key = clip_images_key(encoder, probe_set.fingerprint)
 
     def encode(chunk: ProbeSet, progress: Any) -> torch.Tensor:
         parts = []

@@ -59,6 +59,12 @@ class ProbeSet:
             except XaiLensError as exc:
                 raise XaiLensError(f"Probe image '{path}' could not be used: {exc}") from None
 
+    def select(self, wanted: set[str]) -> Iterator[tuple[str, Image.Image]]:
+        """(id, image) for the wanted ids only, in id order (e.g. a table's top images, for thumbnails)."""
+        paths = dict(zip(self.ids, self.paths, strict=True))
+        subset = ProbeSet(self.name, tuple(paths[i] for i in sorted(wanted)), tuple(sorted(wanted)), "", "")
+        yield from zip(subset.ids, subset.images(), strict=True)
+
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "images": len(self), "fingerprint": self.fingerprint, "source": self.source}
 
