@@ -1,11 +1,8 @@
-"""The LIME parameter file: format, round trips, validation messages, and refusing hostile pickles."""
+"""The LIME parameter file: format, round trips and validation messages (hostile pickles: test_safe_pickle_attacks)."""
 
 from __future__ import annotations
 
-import functools
-import os
 import pickle
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,7 +16,6 @@ from explainers.inputs.param_file import (
     PRESET_KEYS,
     default_lime_params,
     load_lime_params,
-    restricted_loads,
     save_lime_params,
     validate_lime_params,
 )
@@ -91,53 +87,6 @@ def test_every_pickle_protocol_loads(protocol):
     assert loaded["orange"]["segmentation_fn"]["name"] == "slic"
 
 
-class _CallsGlobal:
-    """Pickles as a call of `function(*args)`: what a hostile parameter file looks like."""
-
-    def __init__(self, function, *args):
-        self.function, self.args = function, args
-
-    def __reduce__(self):
-        return self.function, self.args
-
-
-def test_pickle_that_would_run_os_system_is_refused_without_running_it(tmp_path):
-    marker = tmp_path / "SOMEFILE"
-    hostile = pickle.dumps({"kite": _CallsGlobal(os.system, f"touch {marker}")})
-    with pytest.raises(XaiLensError, match=r"refused: .* asks to load (posix|os|nt)\.system"):
-        restricted_loads(hostile)
-    with pytest.raises(XaiLensError, match="refused"):
-        load_lime_params(hostile)
-    assert not marker.exists()
-    # the same bytes through plain pickle do run the command: the test above could have failed
-    pickle.loads(hostile)
-    assert marker.exists()
-
-
-@pytest.mark.parametrize(
-    "function, args, name",
-    [
-        (eval, ("1+1",), "builtins.eval"),
-        (subprocess.Popen, (["true"],), "subprocess.Popen"),
-        (functools.partial, (print, "x"), "functools.partial"),
-        (getattr, ("text", "upper"), "builtins.getattr"),
-    ],
-)
-def test_other_dangerous_globals_are_refused(function, args, name):
-    with pytest.raises(XaiLensError) as caught:
-        restricted_loads(pickle.dumps(_with("kite", num_samples=_CallsGlobal(function, *args))))
-    message = str(caught.value)
-    assert name in message and "never needs" in message and "\n" not in message
-
-
-def test_a_segmentation_function_cannot_be_called_while_loading():
-    from skimage.segmentation import slic
-
-    hostile = pickle.dumps(_CallsGlobal(slic, np.zeros((8, 8, 3))))
-    with pytest.raises(XaiLensError):
-        restricted_loads(hostile)
-
-
 def test_a_function_from_a_file_is_not_accepted_as_segmentation():
     from skimage.segmentation import slic
 
@@ -152,16 +101,6 @@ def test_tampered_segmentation_algorithm_is_refused():
     algorithm.target_fn = Ridge  # an allowed global, but not a segmentation function
     with pytest.raises(XaiLensError, match="vulture: segmentation_fn"):
         load_lime_params(pickle.dumps(_with("vulture", segmentation_fn=algorithm)))
-
-
-def test_huge_array_in_pickle_is_refused():
-    class _HugeArray:
-        def __reduce__(self):
-            state = (1, (10**6, 10**6), np.dtype("u1"), False, b"")
-            return np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"), state
-
-    with pytest.raises(XaiLensError, match="too large for a parameter file"):
-        restricted_loads(pickle.dumps(_HugeArray()))
 
 
 BAD_VALUES = [
@@ -195,14 +134,6 @@ BAD_VALUES = [
     ("flamingo", {"segmentation_fn": {"name": "slic", "compactness": "high"}}, "slic"),
     ("flamingo", {"segmentation_fn": {"name": "quickshift", "ratio": float("nan")}}, "ratio"),
 ]
-
-
-@pytest.mark.parametrize("key, change, expected", BAD_VALUES)
-def test_bad_values_give_one_line_errors_naming_preset_and_parameter(key, change, expected):
-    with pytest.raises(XaiLensError) as caught:
-        validate_lime_params(_with(key, **change))
-    message = str(caught.value)
-    assert message.startswith(f"{key}: ") and expected in message and "\n" not in message
 
 
 def test_error_message_matches_the_documented_example():
@@ -284,8 +215,8 @@ CAPPED_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("key, change, expected", CAPPED_VALUES)
-def test_work_scaling_settings_are_capped(key, change, expected):
+@pytest.mark.parametrize("key, change, expected", BAD_VALUES + CAPPED_VALUES)
+def test_bad_and_over_the_cap_values_give_one_line_errors_naming_preset_and_parameter(key, change, expected):
     with pytest.raises(XaiLensError) as caught:
         validate_lime_params(_with(key, **change))
     message = str(caught.value)

@@ -8,7 +8,10 @@ hours with a walk that followed every shared reference, and numpy's rebuilders c
 
 from __future__ import annotations
 
+import functools
+import os
 import pickle
+import re
 import subprocess
 import sys
 import threading
@@ -146,7 +149,8 @@ def test_only_plain_number_dtypes_are_read(dtype):
 
 def test_arrays_beyond_the_element_cap_are_refused_before_decoding():
     state = (1, (10**6, 10**6), np.dtype("u1"), False, b"")
-    assert "more than 1000 values" in refusal(pickle.dumps(_Reduces(_reconstruct, (np.ndarray, (0,), b"b"), state)))
+    message = refusal(pickle.dumps(_Reduces(_reconstruct, (np.ndarray, (0,), b"b"), state)))
+    assert "more than 1000 values, too large for a parameter file" in message
 
 
 def test_array_bytes_must_match_the_declared_shape():
@@ -180,12 +184,26 @@ def test_memo_bomb_through_the_file_loader_is_refused():
 # --- the allow-list still holds ------------------------------------------------------------------------
 
 
+def test_pickle_that_would_run_os_system_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "SOMEFILE"
+    hostile = pickle.dumps({"kite": _Reduces(os.system, (f"touch {marker}",))})
+    message = refusal(hostile)
+    assert re.match(r"refused: .* asks to load (posix|os|nt)\.system", message), message
+    assert "refused" in refusal(hostile, load_lime_params)
+    assert not marker.exists()
+    # the same bytes through plain pickle do run the command: the test above could have failed
+    pickle.loads(hostile)
+    assert marker.exists()
+
+
 @pytest.mark.parametrize(
     "function, args, name",
     [
-        (__import__("os").system, ("true",), "system"),
+        (os.system, ("true",), "system"),
         (eval, ("1+1",), "builtins.eval"),
         (getattr, ("text", "upper"), "builtins.getattr"),
+        (subprocess.Popen, (["true"],), "subprocess.Popen"),
+        (functools.partial, (print, "x"), "functools.partial"),
         (np.load, ("x.npy",), "numpy.load"),
         (np.frombuffer, (b"\x00",), "frombuffer"),
     ],
@@ -198,6 +216,12 @@ def test_code_running_globals_are_refused_by_name(function, args, name):
 def test_allowed_objects_cannot_be_called_with_arguments():
     message = refusal(pickle.dumps(_Reduces(SegmentationAlgorithm, ("quickshift",))))
     assert "SegmentationAlgorithm" in message
+
+
+def test_a_segmentation_function_cannot_be_called_while_loading():
+    from skimage.segmentation import slic
+
+    assert "not callable" in refusal(pickle.dumps(_Reduces(slic, (np.zeros((8, 8, 3)),))))  # read as a name only
 
 
 def test_the_readers_own_stand_ins_cannot_be_changed_by_a_file():
