@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,13 +55,8 @@ class UnitEvidence:
         return f"unit {self.unit}: {self.concept} ({self.similarity:.2f})"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "unit": self.unit,
-            "contribution": self.contribution,
-            "concept": self.concept,
-            "similarity": self.similarity,
-        }
+        """Every field under its own name: concepts.json's keys are the dataclass's fields."""
+        return asdict(self)
 
 
 @dataclass
