@@ -47,23 +47,26 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial 
 
 
 @dataclass(frozen=True)
-class TrialRecord:
-    """One completed trial: its settings (canonical explain_instance kwargs) and its two numbers."""
+class Trial:
+    """One trial on one image: Optuna's trial number and the settings it tried (canonical explain_instance kwargs)."""
 
     image: str
     number: int
     entry: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrialRecord(Trial):
+    """A completed trial and its two numbers."""
+
     iou: float
     seconds: float
 
 
 @dataclass(frozen=True)
-class FailedTrial:
+class FailedTrial(Trial):
     """A trial whose settings LIME refused (too many superpixels, a failed fit), and why."""
 
-    image: str
-    number: int
-    entry: dict[str, Any]
     error: str
 
 
