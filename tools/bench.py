@@ -231,14 +231,23 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def table_head(columns: str) -> list[str]:
+    """'a | b' -> a markdown table's header row and the separator row under it, one '---' per column."""
+    return [f"| {columns} |", "|" + "---|" * (columns.count("|") + 1)]
+
+
+def section_head(title: str, columns: str) -> list[str]:
+    """A later section of the results file: a blank line, its title, then its table's head."""
+    return ["", "", title, "", *table_head(columns)]
+
+
 def markdown(rows: Sequence[dict], reference_images: int, skipped: bool) -> str:
     """Per-image table, then one line per model and method (means; reference on its images only)."""
     note = "reference skipped" if skipped else f"reference timed on the first {reference_images} image(s) only"
     lines = [
         f"Per image ({note}); floor = plain batched forward pass per image.",
         "",
-        "| model | method | image | floor s | reference s | ours s | speed-up | max abs diff | notes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *table_head("model | method | image | floor s | reference s | ours s | speed-up | max abs diff | notes"),
     ]
     for row in rows:
         notes = []
@@ -259,9 +268,8 @@ def markdown(rows: Sequence[dict], reference_images: int, skipped: bool) -> str:
         )
     lines += [
         "",
-        "| model | method | images | mean ours s | mean reference s | speed-up | worst diff | target metric |",
+        *table_head("model | method | images | mean ours s | mean reference s | speed-up | worst diff | target metric"),
     ]
-    lines.append("|---|---|---|---|---|---|---|---|")
     for key in dict.fromkeys((r["model"], r["method"]) for r in rows):
         group = [r for r in rows if (r["model"], r["method"]) == key]
         referenced = [r for r in group if "reference_s" in r]
@@ -431,14 +439,10 @@ def model_stages(model: LoadedModel) -> list[str]:
 def metrics_markdown(runs: Sequence[dict]) -> str:
     if not runs:
         return ""
-    lines = [
-        "",
-        "",
+    lines = section_head(
         "Faithfulness metrics (explainers.faithfulness, all chosen methods, one image; maps reused, not timed):",
-        "",
-        "| model | methods | metric | model passes | s | floor s |",
-        "|---|---|---|---|---|---|",
-    ]
+        "model | methods | metric | model passes | s | floor s",
+    )
     for run in runs:
         for metric, row in run["metrics"].items():
             lines.append(
@@ -458,14 +462,10 @@ def metrics_markdown(runs: Sequence[dict]) -> str:
 def end_to_end_markdown(pipelines: Sequence[dict]) -> str:
     if not pipelines:
         return ""
-    lines = [
-        "",
-        "",
+    lines = section_head(
         "End to end (explainers.pipeline.explain_image: decode, crop, predict, every method, masks, IoU; model warm):",
-        "",
-        "| model | methods | arithmetic | images | total s | slowest image s | warm-up run s |",
-        "|---|---|---|---|---|---|---|",
-    ]
+        "model | methods | arithmetic | images | total s | slowest image s | warm-up run s",
+    )
     for run in pipelines:
         methods = ",".join(run["methods"]) + (
             f" (LIME {run['lime_samples']} samples)" if "lime" in run["methods"] else ""
