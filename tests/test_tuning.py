@@ -182,11 +182,14 @@ def test_same_seed_gives_the_same_trials_and_front_and_another_seed_does_not(pla
     ],
 )
 def test_out_of_range_trials_budget_and_unknown_reference_are_one_line(option, value, expected, tmp_path, capsys):
+    """The tuner's command, and `python -m explainers tune-lime` word for word the same."""
     args = {"--trials": "3", "--budget-s": "60", "--reference": "converged"} | {option: value}
     argv = [part for pair in args.items() for part in pair] + ["--out", str(tmp_path / "out")]
     assert tuning_main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    assert cli.main(["tune-lime", *argv]) == 2
+    assert capsys.readouterr().err == err
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
