@@ -14,6 +14,7 @@ term averages over neurons), so call them once per layer, as CLIP-dissect does.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -67,47 +68,39 @@ def _pointwise_mutual_information(log_p_given_neuron: torch.Tensor, lam: float) 
 
 
 @torch.no_grad()
-def soft_wpmi(
+def top_image_pmi(
     clip_feats: torch.Tensor,
     target_feats: torch.Tensor,
-    top_k: int = 100,
-    a: float = 10,
-    lam: float = 1,
-    min_prob: float = 1e-7,
-    p_start: float = 0.998,
-    p_end: float = 0.97,
+    top_k: int,
+    a: float,
+    lam: float,
+    min_prob: float,
+    p_start: float,
+    p_end: float,
     *,
     max_chunk_bytes: int = MAX_CHUNK_BYTES,
 ) -> torch.Tensor:
-    """SoftWPMI, CLIP-dissect's default: each top image counts as "in the concept" with a probability
-    that falls linearly from p_start (most activating) to p_end, so a single odd image cannot veto a concept.
+    """log p(concept | a neuron's top_k images) - lam * log p(concept): SoftWPMI and WPMI are this one formula.
+
+    Each top image counts as "in the concept" with a probability falling linearly from p_start (most
+    activating) to p_end, so a single odd image cannot veto a concept; p_start = p_end = 1 makes every
+    top image a certain member (WPMI).
     """
     _check_shapes(clip_feats, target_feats)
     probs = torch.softmax(a * clip_feats.float(), dim=1)
     top_idx = _top_image_indices(target_feats, top_k)
     k = top_idx.shape[0]
-    weights = p_start - torch.arange(k, dtype=probs.dtype, device=probs.device) / k * (p_start - p_end)
+    weights = None  # certain members: log P itself, without the (P - 1) + 1 round trip that rounds small P
+    if not p_start == p_end == 1:
+        weights = p_start - torch.arange(k, dtype=probs.dtype, device=probs.device) / k * (p_start - p_end)
     log_p = _log_prob_given_top_images(probs, top_idx.to(probs.device), weights, min_prob, max_chunk_bytes)
     return _pointwise_mutual_information(log_p, lam)
 
 
-@torch.no_grad()
-def wpmi(
-    clip_feats: torch.Tensor,
-    target_feats: torch.Tensor,
-    top_k: int = 28,
-    a: float = 2,
-    lam: float = 0.6,
-    min_prob: float = 1e-7,
-    *,
-    max_chunk_bytes: int = MAX_CHUNK_BYTES,
-) -> torch.Tensor:
-    """WPMI: log p(concept | all top_k images) - lam * log p(concept), images treated as certain members."""
-    _check_shapes(clip_feats, target_feats)
-    probs = torch.softmax(a * clip_feats.float(), dim=1)
-    top_idx = _top_image_indices(target_feats, top_k)
-    log_p = _log_prob_given_top_images(probs, top_idx.to(probs.device), None, min_prob, max_chunk_bytes)
-    return _pointwise_mutual_information(log_p, lam)
+# CLIP-dissect's two settings of it: SoftWPMI (their default) and WPMI, each under the paper's defaults;
+# any keyword (top_k=..., max_chunk_bytes=...) overrides.
+soft_wpmi = functools.partial(top_image_pmi, top_k=100, a=10, lam=1, min_prob=1e-7, p_start=0.998, p_end=0.97)
+wpmi = functools.partial(top_image_pmi, top_k=28, a=2, lam=0.6, min_prob=1e-7, p_start=1.0, p_end=1.0)
 
 
 @torch.no_grad()
