@@ -236,9 +236,11 @@ def table_head(columns: str) -> list[str]:
     return [f"| {columns} |", "|" + "---|" * (columns.count("|") + 1)]
 
 
-def section_head(title: str, columns: str) -> list[str]:
-    """A later section of the results file: a blank line, its title, then its table's head."""
-    return ["", "", title, "", *table_head(columns)]
+def section(title: str, columns: str, rows: Sequence[str], note: str = "") -> str:
+    """A later section of the results file (title, table, optional note), or nothing when it has no rows."""
+    if not rows:
+        return ""
+    return "\n".join(["", "", title, "", *table_head(columns), *rows, *(["", note] if note else [])])
 
 
 def markdown(rows: Sequence[dict], reference_images: int, skipped: bool) -> str:
@@ -437,44 +439,39 @@ def model_stages(model: LoadedModel) -> list[str]:
 
 
 def metrics_markdown(runs: Sequence[dict]) -> str:
-    if not runs:
-        return ""
-    lines = section_head(
-        "Faithfulness metrics (explainers.faithfulness, all chosen methods, one image; maps reused, not timed):",
-        "model | methods | metric | model passes | s | floor s",
-    )
+    rows = []
     for run in runs:
         for metric, row in run["metrics"].items():
-            lines.append(
+            rows.append(
                 f"| {run['model']} | {','.join(run['methods'])} | {metric} | {row['passes']} | "
                 f"{row['s']:.2f} | {row['floor_s']:.2f} |"
             )
-        lines.append(f"| {run['model']} | | all four | | {run['total_s']:.2f} | |")
-    lines += [
-        "",
-        "Floor: the model passes times the batched forward pass per image (deletion/insertion, ROAD); "
+        rows.append(f"| {run['model']} | | all four | | {run['total_s']:.2f} | |")
+    return section(
+        "Faithfulness metrics (explainers.faithfulness, all chosen methods, one image; maps reused, not timed):",
+        "model | methods | metric | model passes | s | floor s",
+        rows,
+        note="Floor: the model passes times the batched forward pass per image (deletion/insertion, ROAD); "
         "for the sanity check, one run of every method per randomised stage. ROAD's extra time is its sparse "
         "imputation solves on the CPU.",
-    ]
-    return "\n".join(lines)
+    )
 
 
 def end_to_end_markdown(pipelines: Sequence[dict]) -> str:
-    if not pipelines:
-        return ""
-    lines = section_head(
-        "End to end (explainers.pipeline.explain_image: decode, crop, predict, every method, masks, IoU; model warm):",
-        "model | methods | arithmetic | images | total s | slowest image s | warm-up run s",
-    )
+    rows = []
     for run in pipelines:
         methods = ",".join(run["methods"]) + (
             f" (LIME {run['lime_samples']} samples)" if "lime" in run["methods"] else ""
         )
-        lines.append(
+        rows.append(
             f"| {run['model']} | {methods} | {run['precision'].split(' (')[0]} | {run['images']} | "
             f"{run['total_s']:.2f} | {max(run['per_image_s']):.2f} | {run['warm_up_s']:.2f} |"
         )
-    return "\n".join(lines)
+    return section(
+        "End to end (explainers.pipeline.explain_image: decode, crop, predict, every method, masks, IoU; model warm):",
+        "model | methods | arithmetic | images | total s | slowest image s | warm-up run s",
+        rows,
+    )
 
 
 if __name__ == "__main__":
