@@ -8,12 +8,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from dissection_data.build import DEFAULT_CLIP, DEFAULT_LAYERS, DEFAULT_MODELS, BuildOptions, build_tables
+from dissection_data.build import (
+    DEFAULT_CLIP,
+    DEFAULT_LAYERS,
+    DEFAULT_MODELS,
+    ENGINES,
+    LOCAL_ENGINE,
+    RAY_ENGINE,
+    BuildOptions,
+    build_tables,
+)
 from dissection_data.concepts import WORD_COUNT, WORDS_20K
 from dissection_data.paths import TABLES_DIR, cache_dir
 from dissection_data.probes import IMAGENET1000
@@ -26,6 +36,16 @@ def _names(value: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("give at least one name (comma-separated)")
     return names
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number of 1 or more")
+    return number
 
 
 def _param(value: str) -> tuple[str, float]:
@@ -46,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--models", type=_names, default=list(DEFAULT_MODELS), help="comma-separated model names")
     build.add_argument("--layers", type=_names, default=list(DEFAULT_LAYERS), help="comma-separated layers")
     build.add_argument("--weights", default="published", help="published (alias imagenet), random, or a PATH")
-    build.add_argument("--probe", default=IMAGENET1000, help=f"named probe set ({IMAGENET1000})")
+    build.add_argument(
+        "--probe", default=IMAGENET1000, help=f"named probe set ({IMAGENET1000}), or hf:NAME[:SPLIT[:COLUMN]] with Ray"
+    )
     build.add_argument("--probe-dir", type=Path, help="use every image under this folder as the probe set")
     build.add_argument("--concepts", default=WORDS_20K, help=f"named concept set ({WORDS_20K})")
     build.add_argument("--concepts-file", type=Path, help="UTF-8 file with one concept per line")
@@ -61,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--top-images", type=int, default=5, help="most activating probe images kept per neuron")
     build.add_argument("--push-to-hub", metavar="DATASET", help="publish the tables to this HF dataset repo")
+    build.add_argument("--engine", default=LOCAL_ENGINE, choices=ENGINES, help="ray: feature passes on Ray (.[scale])")
+    build.add_argument("--address", help="with --engine ray: a Ray cluster (default $RAY_ADDRESS, else local)")
+    build.add_argument("--workers", type=_positive, help="with --engine ray: actors (default one per GPU or CPU)")
+    build.add_argument("--limit", type=_positive, help="with --engine ray: only the probe source's first N images")
 
     demo = commands.add_parser("demo", help="rebuild the offline DEMO tables (random weights, random tiny CLIP)")
     demo.add_argument("--out", type=Path, default=TABLES_DIR, help="written to OUT/demo/<model>/")
@@ -85,6 +111,11 @@ def _similarity_params(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
 
 
 def _build(args: argparse.Namespace) -> None:
+    if args.engine == RAY_ENGINE and args.no_cache:  # Ray's features and resume parts live in a cache: a passing one
+        with tempfile.TemporaryDirectory(prefix="dissection-cache-") as scratch:
+            args.no_cache, args.cache = False, Path(scratch)
+            _build(args)
+        return
     options = BuildOptions(
         models=args.models,
         layers=args.layers,
@@ -102,6 +133,10 @@ def _build(args: argparse.Namespace) -> None:
         pooling=args.pooling,
         batch_size=args.batch_size,
         top_images=args.top_images,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        limit=args.limit,
     )
     results = build_tables(options, log=tqdm.write)
     if args.push_to_hub:

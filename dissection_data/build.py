@@ -37,6 +37,9 @@ DEFAULT_LAYERS = ("layer3", "layer4", "fc")
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 SELF_CHECK_LAYER = "fc"
 THUMBNAIL_SIDE = 80
+LOCAL_ENGINE, RAY_ENGINE = "local", "ray"
+ENGINES = (LOCAL_ENGINE, RAY_ENGINE)
+LARGE_PROBE_SET = 5000  # above this many images the in-process engine suggests --engine ray
 VERSIONED_PACKAGES = ("torch", "torchvision", "transformers", "tokenizers", "wordfreq", "numpy", "pillow")
 
 
@@ -62,6 +65,10 @@ class BuildOptions:
     top_images: int = 5
     table_prefix: str = ""  # e.g. "demo/" -> out/demo/<model>
     demo: bool = False
+    engine: str = LOCAL_ENGINE  # or RAY_ENGINE: the feature passes on Ray (dissection_data.scale)
+    address: str | None = None  # Ray cluster address (default $RAY_ADDRESS, else a private local instance)
+    workers: int | None = None  # Ray actors (default one per GPU, else per spare CPU)
+    limit: int | None = None  # Ray engine: only the probe source's first N images
 
 
 @dataclass
@@ -144,8 +151,16 @@ def build_tables(
     params = _similarity_params(options)
     layers = list(dict.fromkeys(options.layers))
     hooked = list(dict.fromkeys([*layers, SELF_CHECK_LAYER]))
+    ray_source = None
     with timer.stage("probe set"):
-        probe_set = probe_set or resolve_probe_set(options.probe, options.probe_dir, options.cache or cache_dir())
+        if options.engine == RAY_ENGINE:
+            from dissection_data import scale  # needs the scale extra (pyarrow, ray): imported only here
+
+            ray_source = scale.resolve_probe_source(options.probe, options.probe_dir, options.cache or cache_dir())
+        else:
+            probe_set = probe_set or resolve_probe_set(options.probe, options.probe_dir, options.cache or cache_dir())
+            if len(probe_set) > LARGE_PROBE_SET:
+                log(f"{len(probe_set)} probe images: --engine ray spreads the feature passes over Ray workers.")
     with timer.stage("concept set"):
         concept_set = concept_set or resolve_concept_set(options.concepts, options.concepts_file)
     with timer.stage("load models"):
@@ -156,7 +171,28 @@ def build_tables(
             for layer in hooked:
                 model.layer(layer)  # an unknown layer fails now, not after the CLIP pass
     with timer.stage("load CLIP"):
+        shipped_clip = encoder  # a stand-in given here is what the Ray actors use too
         encoder = encoder or TransformersClip.from_pretrained(options.clip, device)
+    if ray_source is not None:
+        from dissection_data import scale
+
+        with timer.stage("Ray feature passes"):
+            recipe = scale.ExtractionRecipe(
+                tuple(options.models), options.weights, shipped_clip or options.clip, tuple(hooked), options.pooling
+            )
+            probe_set = scale.extract_on_ray(
+                ray_source,
+                recipe,
+                models,
+                encoder,
+                cache,
+                address=options.address,
+                workers=options.workers,
+                limit=options.limit,
+                batch_size=options.batch_size,
+                log=log,
+            )
+    assert probe_set is not None
     with timer.stage("CLIP image features"):
         image_feats = features.image_features(cache, encoder, probe_set, options.batch_size)
     with timer.stage("CLIP text features"):

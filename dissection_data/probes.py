@@ -176,4 +176,8 @@ def resolve_probe_set(probe: str, probe_dir: Path | None, cache: Path) -> ProbeS
         return folder_probe_set(probe_dir)
     if probe == IMAGENET1000:
         return imagenet1000_probe_set(cache)
+    if probe.startswith("hf:"):
+        raise XaiLensError(
+            f"'{probe}' is a streamed Hugging Face split, which only the Ray engine reads: add --engine ray."
+        )
     raise XaiLensError(f"Unknown probe set '{probe}'; use --probe {IMAGENET1000} or --probe-dir DIR.")

@@ -129,12 +129,17 @@ def combine_parts(out_dir: Path, columns: StudyColumns) -> pa.Table:
     schema = columns.schema()
     tables = [pq.read_table(part).select(schema.names).cast(schema) for part in part_files(out_dir)]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
+    table = first_of_each_id(table).sort_by("id")
+    pq.write_table(table, Path(out_dir) / RESULTS_FILE)
+    return table
+
+
+def first_of_each_id(table: pa.Table) -> pa.Table:
+    """One row per id, the first (parts written twice for one image, e.g. by two runs at once, keep their first)."""
     seen: set[str] = set()
     keep = []
     for index, image_id in enumerate(table.column("id").to_pylist()):
         if image_id not in seen:
             seen.add(image_id)
             keep.append(index)
-    table = table.take(keep).sort_by("id")
-    pq.write_table(table, Path(out_dir) / RESULTS_FILE)
-    return table
+    return table.take(keep)
