@@ -30,11 +30,6 @@ def cuda_model():
     return load_model("resnet18", "random", "cuda")
 
 
-@pytest.fixture(scope="module")
-def cuda_reference(cuda_model):
-    return trainable_copy(cuda_model.module)
-
-
 def _no_hooks(module: torch.nn.Module) -> bool:
     return not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in module.modules())
 
@@ -58,20 +53,21 @@ def test_loading_on_cuda_turns_tf32_off(cuda_model):
     ("method", "cam_class"),
     [("gradcam", GradCAM), ("ablationcam", AblationCAM), ("scorecam", ScoreCAM)],
 )
-def test_cams_equal_grad_cam_on_cuda(cuda_model, cuda_reference, photo_crop, method, cam_class):
+def test_cams_equal_grad_cam_on_cuda(cuda_model, photo_crop, method, cam_class):
     ours = create_method(method).explain(Subject(cuda_model, photo_crop, TARGET))
     tensor = cuda_model.to_tensor(photo_crop)
-    theirs = grad_cam_map(cam_class, cuda_reference, "layer4[-1]", tensor, TARGET)
+    theirs = grad_cam_map(cam_class, trainable_copy(cuda_model.module), "layer4[-1]", tensor, TARGET)
     assert np.abs(ours.map - theirs).max() <= 1e-4
     assert _no_hooks(cuda_model.module) and _no_hooks(cuda_model.inference_module)
 
 
-def test_scorecam_and_ablationcam_mid_network_on_cuda(cuda_model, cuda_reference, photo_crop):
+def test_scorecam_and_ablationcam_mid_network_on_cuda(cuda_model, photo_crop):
     """layer4[0]: Score-CAM's general path and Ablation-CAM's torch.fx tail, on the device."""
     tensor = cuda_model.to_tensor(photo_crop)
+    reference = trainable_copy(cuda_model.module)  # grad-cam's users hold the network with trainable parameters
     for cls, cam_class in ((ScoreCAMMethod, ScoreCAM), (AblationCAMMethod, AblationCAM)):
         ours = cls(target_layer="layer4[0]").explain(Subject(cuda_model, photo_crop, TARGET))
-        theirs = grad_cam_map(cam_class, cuda_reference, "layer4[0]", tensor, TARGET)
+        theirs = grad_cam_map(cam_class, reference, "layer4[0]", tensor, TARGET)
         assert np.abs(ours.map - theirs).max() <= 1e-4, cls.__name__
 
 
