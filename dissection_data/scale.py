@@ -185,7 +185,8 @@ def extract_on_ray(
 ) -> SourceProbeSet:
     """Run every pending image of `source` through Ray actors, then put the gathered features into `cache`
     under the in-process keys and return the probe set they describe. `driver_models`/`driver_encoder` are
-    the driver's copies, used only for the cache keys (names, weights, preprocessing, CLIP id)."""
+    the driver's copies, used only for the cache keys (names, weights, preprocessing, CLIP id); `on_batch` sees
+    every batch the actors return (a benchmark's clock, a test's count)."""
     from explainers.study.ray_engine import actor_batches, ray_session, save_fresh, source_total
     from explainers.study.results import finished_ids
 
@@ -208,6 +209,8 @@ def extract_on_ray(
             pending = None if total is None else max(0, total - len(done))
             with tqdm(total=pending, desc=f"features ({plan.workers} {plan.device} workers)", unit="img") as bar:
                 for batch in batches:
+                    if on_batch is not None:  # every row the actors return, before the parts drop any done earlier
+                        on_batch(batch)
                     saved = save_fresh(batch, done, out_dir)
                     if saved is None:
                         continue
@@ -215,8 +218,6 @@ def extract_on_ray(
                         if error is not None:
                             log(f"skipped {image_id}: {error}")
                     bar.update(saved.num_rows)
-                    if on_batch is not None:
-                        on_batch(saved)
     return _gather(source, recipe, driver_models, driver_encoder, cache, out_dir, limit, log)
 
 
