@@ -34,6 +34,7 @@ from dissection_data.probes import folder_probe_set
 from dissection_data.scale import PARTS_KIND, ExtractionRecipe, extract_on_ray
 from dissection_data.synthetic import write_shape_probe_set
 from explainers.engine.models import load_model
+from explainers.inputs.images import load_image
 from explainers.study.ray_engine import init_ray
 from explainers.study.results import PARTS_DIR
 from explainers.study.sources import resolve_source
@@ -224,3 +225,26 @@ def test_a_bad_image_is_skipped_with_its_one_line_error(setup, tmp_path, local_r
     assert result.meta["probe"]["images"] == len(good) and result.meta["probe"]["skipped_unreadable"] == 2
     assert result.meta["probe"]["fingerprint"] != folder_probe_set(probes).fingerprint  # not the set with them
     assert {row["top_images"] for row in _rows(result.directory)}.isdisjoint({"broken", "empty"})
+
+
+@pytest.mark.slow
+def test_a_streamed_hugging_face_split_builds_with_thumbnails(setup, tmp_path, local_ray):
+    """hf:FOLDER is a local imagefolder read through the `datasets` streaming API, as hf:ILSVRC/imagenet-1k is:
+    no paths list and no content fingerprint, so thumbnails come from a second streamed pass."""
+    folder = tmp_path / "split"
+    write_shape_probe_set(folder, size=64, sizes_per_shape=1)
+    spec = f"hf:{folder}:train:image"
+    options = _options(setup, folder, tmp_path / "tables", tmp_path / "cache", engine="ray", workers=2)
+    options.probe, options.probe_dir, options.models = spec, None, ("resnet18",)
+    (result,) = build_tables(options)
+    records = list(resolve_source(spec).records())
+    assert result.meta["probe"]["images"] == len(records) == 9 and "streamed" in result.meta["probe"]["source"]
+    model = load_model("resnet18", "random", "cpu")
+    images = [load_image(record.path) for record in records]
+    expected = features.pooled_activations(model, images, ["layer4", "fc"], "mean")
+    key = features.activations_key(model, result.meta["probe"]["fingerprint"], ["layer4", "fc"], "mean")
+    got = _cached(tmp_path / "cache", "activations", key)
+    for layer in ("layer4", "fc"):
+        torch.testing.assert_close(got[layer], expected[layer], rtol=1e-4, atol=1e-4)
+    wanted = {image for row in _rows(result.directory) for image in row["top_images"].split("|")}
+    assert wanted and {p.stem for p in (result.directory / "thumbs").iterdir()} == wanted
