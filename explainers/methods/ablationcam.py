@@ -13,16 +13,16 @@ and the extras say so. The shared model is never modified.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import torch
 from pytorch_grad_cam import AblationCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from explainers.engine.oom import run_with_backoff
-from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
+from explainers.methods.base import Subject
 from explainers.methods.cam_common import (
+    ChannelCAMMethod,
     activations_and_logits,
     default_batch_size,
     layer_activations,
@@ -47,26 +47,12 @@ def ablation_values(activations: torch.Tensor, batch_size: int = REFERENCE_BATCH
     return minimum - (position_in_batch + 1) * ABLATION_OFFSET
 
 
-class AblationCAMMethod(SaliencyMethod):
+class AblationCAMMethod(ChannelCAMMethod):
     name, title, core, menu_rank = "ablationcam", "Ablation-CAM", True, 30
     cost_rank = 70  # one forward pass at the default layer (closed form), one per channel batch elsewhere
+    reference_class = AblationCAM
 
-    def __init__(self, target_layer: str | None = None, batch_size: int | None = None, reference: bool = False) -> None:
-        self.target_layer = target_layer
-        self.batch_size = batch_size
-        self.reference = reference
-
-    @classmethod
-    def from_options(cls, options: MethodOptions) -> Self:
-        return cls(target_layer=options.target_layer, reference=options.reference)
-
-    def describe(self) -> dict[str, Any]:
-        impl = "grad-cam" if self.reference else "xai-lens exact fast path"
-        return {"target_layer": self.target_layer, "batch_size": self.batch_size, "implementation": impl}
-
-    def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
-        if self.reference:
-            return self._reference(subject), {}
+    def fast_path(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
         model, target = subject.model, subject.required_target()
         layer = model.layer(self.target_layer)
         batch = subject.tensor
@@ -144,13 +130,3 @@ class AblationCAMMethod(SaliencyMethod):
             return torch.cat(scores).cpu().numpy()
 
         return run_with_backoff(score_all, self.batch_size or default_batch_size(activations.device))
-
-    def _reference(self, subject: Subject) -> np.ndarray:
-        model = subject.model
-        with model.lock:
-            kwargs = {"batch_size": self.batch_size} if self.batch_size else {}
-            cam = AblationCAM(model=model.module, target_layers=[model.layer(self.target_layer)], **kwargs)
-            try:
-                return cam(input_tensor=subject.tensor, targets=[ClassifierOutputTarget(subject.target)])[0]
-            finally:
-                cam.activations_and_grads.release()

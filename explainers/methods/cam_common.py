@@ -1,15 +1,21 @@
-"""Arithmetic shared by the CAM methods, written to match grad-cam's own post-processing step for step."""
+"""What the CAM methods share: arithmetic written to match grad-cam's own post-processing step for step,
+and the base of the channel-scoring CAMs (Score-CAM, Ablation-CAM)."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
+from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from explainers.engine.models import LoadedModel
+from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
 
 
 def weighted_cam_map(weights: np.ndarray, activations: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -74,3 +80,46 @@ def layer_activations(
 def default_batch_size(device: torch.device) -> int:
     """Forward-pass batch for the heavy methods: large on a GPU, moderate on a CPU."""
     return 256 if device.type == "cuda" else 8  # 2-core CPU: ResNet50 49 ms/image at 8, 56 at 16, 61 at 32
+
+
+class ChannelCAMMethod(SaliencyMethod):
+    """A CAM that scores every activation channel with extra forward passes, in batches of `batch_size`.
+
+    `compute` runs this project's exact fast path; with `reference=True` it runs grad-cam's own class
+    (`reference_class`) instead, which the tests and the benchmark compare the fast path with.
+    """
+
+    reference_class: ClassVar[type[BaseCAM]]
+
+    def __init__(self, target_layer: str | None = None, batch_size: int | None = None, reference: bool = False) -> None:
+        self.target_layer = target_layer
+        self.batch_size = batch_size
+        self.reference = reference
+
+    @classmethod
+    def from_options(cls, options: MethodOptions) -> Self:
+        return cls(target_layer=options.target_layer, reference=options.reference)
+
+    def describe(self) -> dict[str, Any]:
+        implementation = "grad-cam" if self.reference else "xai-lens exact fast path"
+        return {"target_layer": self.target_layer, "batch_size": self.batch_size, "implementation": implementation}
+
+    def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.reference:
+            return self._reference(subject), {}
+        return self.fast_path(subject)
+
+    @abstractmethod
+    def fast_path(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
+        """The map and its extras, computed exactly as grad-cam would, with fewer or cheaper passes."""
+
+    def _reference(self, subject: Subject) -> np.ndarray:
+        model = subject.model
+        with model.lock:
+            cam = self.reference_class(model=model.module, target_layers=[model.layer(self.target_layer)])
+            if self.batch_size:
+                cam.batch_size = self.batch_size  # both classes read it when they batch their passes
+            try:
+                return cam(input_tensor=subject.tensor, targets=[ClassifierOutputTarget(subject.target)])[0]
+            finally:
+                cam.activations_and_grads.release()

@@ -15,17 +15,16 @@ difference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_grad_cam import ScoreCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from explainers.engine.oom import run_with_backoff
-from explainers.methods.base import MethodOptions, SaliencyMethod, Subject
-from explainers.methods.cam_common import default_batch_size, layer_activations, weighted_cam_map
+from explainers.methods.base import Subject
+from explainers.methods.cam_common import ChannelCAMMethod, default_batch_size, layer_activations, weighted_cam_map
 
 
 def _masks_for(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -74,11 +73,12 @@ def plan_passes(activations: torch.Tensor, size: tuple[int, int]) -> PassPlan:
     return PassPlan(is_constant.nonzero().flatten(), distinct, copies, varying)
 
 
-class ScoreCAMMethod(SaliencyMethod):
+class ScoreCAMMethod(ChannelCAMMethod):
     name, title, core, menu_rank = "scorecam", "Score-CAM", True, 20
     # One masked pass per distinct channel: the heaviest on a CPU. On a GPU it goes before LIME, whose
     # CPU-bound segmentation (started ahead by prefetch) overlaps its passes.
     cost_rank, gpu_cost_rank = 90, 75
+    reference_class = ScoreCAM
 
     def __init__(
         self,
@@ -87,29 +87,13 @@ class ScoreCAMMethod(SaliencyMethod):
         reference: bool = False,
         autocast: bool = False,
     ) -> None:
-        self.target_layer = target_layer
-        self.batch_size = batch_size
-        self.reference = reference
+        super().__init__(target_layer, batch_size, reference)
         self.autocast = autocast
 
-    @classmethod
-    def from_options(cls, options: MethodOptions) -> Self:
-        return cls(target_layer=options.target_layer, reference=options.reference)
-
     def describe(self) -> dict[str, Any]:
-        return {
-            "target_layer": self.target_layer,
-            "batch_size": self.batch_size,
-            "implementation": self._impl(),
-            "autocast": self.autocast,
-        }
+        return {**super().describe(), "autocast": self.autocast}
 
-    def _impl(self) -> str:
-        return "grad-cam" if self.reference else "xai-lens exact fast path"
-
-    def compute(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
-        if self.reference:
-            return self._reference(subject), {}
+    def fast_path(self, subject: Subject) -> tuple[np.ndarray, dict[str, Any]]:
         model, layer = subject.model, subject.model.layer(self.target_layer)
         batch = subject.tensor
         with model.lock:
@@ -164,17 +148,6 @@ class ScoreCAMMethod(SaliencyMethod):
         dtype = torch.float16 if inputs.device.type == "cuda" else torch.bfloat16
         with torch.autocast(inputs.device.type, dtype=dtype):
             return module(inputs)[:, target].float()
-
-    def _reference(self, subject: Subject) -> np.ndarray:
-        model = subject.model
-        with model.lock:
-            cam = ScoreCAM(model=model.module, target_layers=[model.layer(self.target_layer)])
-            if self.batch_size:
-                cam.batch_size = self.batch_size
-            try:
-                return cam(input_tensor=subject.tensor, targets=[ClassifierOutputTarget(subject.target)])[0]
-            finally:
-                cam.activations_and_grads.release()
 
 
 def _constant_channels(activations: torch.Tensor, size: tuple[int, int], chunk: int = 256) -> torch.Tensor:
