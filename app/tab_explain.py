@@ -149,6 +149,22 @@ def checked_request(
 PRESENTATION_JS = "(on) => { document.body.classList.toggle('presenting', Boolean(on)); return []; }"
 
 
+def picture_strip(label: str, elem_id: str, columns: int, visible: bool = True) -> gr.Gallery:
+    """A panel's row of pictures at their own height: no preview or buttons over them, and the label is
+    for screen readers only (the panel's heading already says what they are)."""
+    return gr.Gallery(
+        label=label,
+        show_label=False,
+        columns=columns,
+        height="auto",
+        object_fit="contain",
+        allow_preview=False,
+        buttons=[],
+        visible=visible,
+        elem_id=elem_id,
+    )
+
+
 def build_explain_tab(config: AppConfig) -> ConceptsLink:
     """Lay out tab 1 and wire its events (api name: explain); returns the hook the Neuron concepts tab reads.
 
@@ -277,16 +293,7 @@ def build_explain_tab(config: AppConfig) -> ConceptsLink:
                             elem_id="concepts-summary",
                         )
                 gr.Markdown("Their maps on the crop (click one to open it in **Neuron concepts**):")
-                concepts_strip = gr.Gallery(
-                    label="Their maps on the crop",
-                    show_label=False,
-                    columns=5,
-                    height="auto",
-                    object_fit="contain",
-                    allow_preview=False,
-                    buttons=[],
-                    elem_id="concepts-strip",
-                )
+                concepts_strip = picture_strip("Their maps on the crop", "concepts-strip", columns=5)
                 with gr.Accordion("Numbers (as concepts.json)", open=False):
                     concepts_json = gr.JSON(label="concepts")
             with gr.Column(elem_id="trust-panel"):
@@ -307,16 +314,8 @@ def build_explain_tab(config: AppConfig) -> ConceptsLink:
                     visible=False,
                     elem_id="trust-curves",
                 )
-                trust_strips = gr.Gallery(
-                    label="Sanity: each method's map as the model is randomised",
-                    show_label=False,
-                    columns=1,
-                    height="auto",
-                    object_fit="contain",
-                    allow_preview=False,
-                    buttons=[],
-                    visible=False,
-                    elem_id="trust-strips",
+                trust_strips = picture_strip(
+                    "Sanity: each method's map as the model is randomised", "trust-strips", columns=1, visible=False
                 )
             last_explained = gr.State(None)
             with gr.Accordion("Each overlay and mask on its own (full size, downloadable)", open=False):
