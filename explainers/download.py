@@ -15,6 +15,7 @@ import os
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
 from tqdm.auto import tqdm
 
@@ -94,13 +95,31 @@ def fetch_bytes(url: str, *, max_bytes: int, timeout: float = DOWNLOAD_TIMEOUT_S
     return data
 
 
-def download_or_refuse(url: str, target: Path, *, sha256: str, max_bytes: int, what: str, advice: str) -> Path:
+class Pinned(Protocol):
+    """A file at a fixed address, trusted only when its bytes match a pinned sha256 (a preset, a published table)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def max_bytes(self) -> int: ...  # its download's size cap
+
+    @property
+    def description(self) -> str: ...  # how a refusal names it: "Preset 'kite' (kite.JPEG)"
+
+
+def download_or_refuse(pinned: Pinned, target: Path, *, advice: str) -> Path:
     """download_file for a pinned file a person is waiting for: any failure becomes one line ending in `advice`."""
     try:
-        return download_file(url, target, sha256=sha256, max_bytes=max_bytes, progress=False)
+        return download_file(pinned.url, target, sha256=pinned.sha256, max_bytes=pinned.max_bytes, progress=False)
     except ChecksumMismatchError:
         raise XaiLensError(
-            f"The download of {what} does not match its pinned sha256 and was discarded; {advice}"
+            f"The download of {pinned.description} does not match its pinned sha256 and was discarded; {advice}"
         ) from None
     except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, over the size cap
-        raise XaiLensError(f"{what} could not be downloaded ({first_line(exc, limit=100)}); {advice}") from None
+        raise XaiLensError(
+            f"{pinned.description} could not be downloaded ({first_line(exc, limit=100)}); {advice}"
+        ) from None

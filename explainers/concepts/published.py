@@ -42,6 +42,14 @@ class PublishedTable:
     def key(self) -> str:
         return f"published/{self.model}"
 
+    @property
+    def description(self) -> str:
+        return f"CLIP-dissect's {self.model} table"
+
+    @property
+    def max_bytes(self) -> int:
+        return MAX_PUBLISHED_TABLE_BYTES
+
 
 PUBLISHED_TABLES: dict[str, PublishedTable] = {
     table.model: table
@@ -104,15 +112,9 @@ def published_csv(spec: PublishedTable, directory: Path | None = None, *, downlo
             return target
         target.unlink()  # damaged or replaced: fetch again
     if not download:
-        raise XaiLensError(f"CLIP-dissect's {spec.model} table is not downloaded yet; allow downloading to fetch it.")
-    return download_or_refuse(
-        spec.url,
-        target,
-        sha256=spec.sha256,
-        max_bytes=MAX_PUBLISHED_TABLE_BYTES,
-        what=f"CLIP-dissect's {spec.model} table",
-        advice=f"try again later, or on a machine without network put {spec.file} from {spec.url} into {folder}.",
-    )
+        raise XaiLensError(f"{spec.description} is not downloaded yet; allow downloading to fetch it.")
+    advice = f"try again later, or on a machine without network put {spec.file} from {spec.url} into {folder}."
+    return download_or_refuse(spec, target, advice=advice)
 
 
 def read_published_csv(path: Path, spec: PublishedTable) -> NeuronTable:

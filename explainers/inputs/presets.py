@@ -31,6 +31,14 @@ class Preset:
     sha256: str
     label: str
 
+    @property
+    def description(self) -> str:
+        return f"Preset '{self.key}' ({self.filename})"
+
+    @property
+    def max_bytes(self) -> int:
+        return MAX_PRESET_DOWNLOAD_BYTES
+
 
 def _load_manifest() -> tuple[Preset, ...]:
     entries = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))["presets"]
@@ -70,14 +78,8 @@ def examples_dir(explicit: str | Path | None = None) -> Path:
 
 def _download(preset: Preset, target: Path) -> None:
     """Fetch through the one downloader: size-capped, sha256-checked, renamed into place only when right."""
-    download_or_refuse(
-        preset.url,
-        target,
-        sha256=preset.sha256,
-        max_bytes=MAX_PRESET_DOWNLOAD_BYTES,
-        what=f"Preset '{preset.key}' ({preset.filename})",
-        advice=f"try again later, or set {ENV_VAR} or --examples-dir to a folder holding the preset images.",
-    )
+    advice = f"try again later, or set {ENV_VAR} or --examples-dir to a folder holding the preset images."
+    download_or_refuse(preset, target, advice=advice)
 
 
 def preset_path(key_or_preset: str | Preset, examples_dir: str | Path | None = None, *, download: bool = True) -> Path:
