@@ -134,12 +134,19 @@ class SourceProbeSet:
     def select(self, wanted: set[str]) -> Iterator[tuple[str, Image.Image]]:
         """(id, image) for the wanted ids, reading the source again and stopping after the last one."""
         missing = set(wanted)
+        if not missing:
+            return
         for record in self.records.records():
             if record.id in missing:
                 missing.discard(record.id)
                 yield record.id, decode(record.as_row())
                 if not missing:
                     return
+        if missing:
+            raise XaiLensError(
+                f"{len(missing)} top image(s) (e.g. {min(missing)}) were not found again in {self.name}; "
+                "the source changed since its features were taken: rebuild with a fresh --cache."
+            )
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
