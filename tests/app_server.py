@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,9 +80,7 @@ main(sys.argv[1:])
 def app_process(examples_dir: Path | None, tables_root: Path, log_path: Path, canary_dir: Path):
     """Yield (base URL, pid) of `python -m app --weights random` on a free local port; stop it afterwards."""
     import os
-    import subprocess
     import sys
-    import time
     import urllib.request
 
     port = free_port()
@@ -93,25 +95,42 @@ def app_process(examples_dir: Path | None, tables_root: Path, log_path: Path, ca
         )
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the app exited with {server.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(url + "config", timeout=5).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the app did not answer within 240 s") from None
-                time.sleep(1)
+        wait_until_answering(server, lambda: urllib.request.urlopen(url + "config", timeout=5).read(), 240, log_path)
         yield url, server.pid
     finally:
-        server.terminate()
+        stop(server)
+
+
+def wait_until_answering(
+    server: subprocess.Popen, answer: Callable[[], object], timeout_s: float, log_path: Path
+) -> None:
+    """Call `answer` until it stops raising OSError. A server that exits, or never answers, ends the wait with
+    the tail of its log, so a test that cannot start says why instead of hanging."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}:\n{_tail(log_path)}")
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+            answer()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer within {timeout_s} s:\n{_tail(log_path)}") from None
+            time.sleep(0.5)
+
+
+def _tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-3000:]
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Ask the server to end; kill it when it has not within 30 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=30)
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -121,6 +140,15 @@ def peak_rss_bytes(pid: int) -> int:
 
 def rss_bytes(pid: int) -> int:
     return _proc_status_kb(pid, "VmRSS") * 1024
+
+
+def restart_peak_memory(pid: int) -> int:
+    """The server's resident memory now, its peak (VmHWM) restarted from here (Linux: 5 in clear_refs), so that
+    a later peak_rss_bytes says what the requests since then cost, not what loading the models did."""
+    baseline = rss_bytes(pid)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return baseline
 
 
 def _proc_status_kb(pid: int, field: str) -> int:
@@ -172,6 +200,27 @@ def error_of(message: dict) -> str | None:
         return None
     output = message.get("output") or {}
     return str(output.get("error") or output.get("title") or "Error")
+
+
+def one_line_refusal(attack: Callable[[], str], within_s: float, max_chars: int) -> str:
+    """Run `attack` and return its refusal, checked to have come within `within_s` as one short line that
+    holds no traceback: what a hostile visitor may see of the server."""
+    started = time.monotonic()
+    refusal = attack()
+    assert time.monotonic() - started < within_s
+    assert refusal and "\n" not in refusal.strip() and len(refusal) < max_chars, refusal
+    assert "Traceback" not in refusal, refusal
+    return refusal
+
+
+def traceback_endings(log: str) -> list[str]:
+    """The exception line that closes each traceback in a server log."""
+    lines = log.splitlines()
+    return [
+        next((later for later in lines[number + 1 :] if later and not later[0].isspace()), "")
+        for number, line in enumerate(lines)
+        if line.startswith("Traceback (most recent call last):")
+    ]
 
 
 def fast_lime_values() -> list:

@@ -11,11 +11,9 @@ of what it held after its first explanation (the sub-array file alone added 350 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import pickle
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,39 +251,26 @@ def _normal_explain_works(server: Server) -> None:
 
 
 def test_a_normal_explanation_comes_first(server):
-    from app_server import rss_bytes
+    from app_server import restart_peak_memory
 
     _normal_explain_works(server)
-    server.baseline_rss = rss_bytes(server.pid)
-    with contextlib.suppress(OSError):  # restart the peak from here (Linux: 5 in clear_refs resets VmHWM)
-        Path(f"/proc/{server.pid}/clear_refs").write_text("5")
+    server.baseline_rss = restart_peak_memory(server.pid)
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=[attack.__name__.removeprefix("attack_") for attack in ATTACKS])
 def test_attack_ends_in_a_one_line_refusal(server, attack):
-    started = time.monotonic()
-    refusal = attack(server)
-    assert time.monotonic() - started < ATTACK_TIMEOUT_S
-    assert refusal and "\n" not in refusal.strip() and len(refusal) < 400, refusal
-    assert "Traceback" not in refusal, refusal
+    from app_server import one_line_refusal
 
-
-def _traceback_endings(log: str) -> list[str]:
-    lines = log.splitlines()
-    return [
-        next((later for later in lines[number + 1 :] if later and not later[0].isspace()), "")
-        for number, line in enumerate(lines)
-        if line.startswith("Traceback (most recent call last):")
-    ]
+    one_line_refusal(lambda: attack(server), ATTACK_TIMEOUT_S, max_chars=400)
 
 
 def test_afterwards_the_server_serves_and_stayed_small(server):
-    from app_server import peak_rss_bytes
+    from app_server import peak_rss_bytes, traceback_endings
 
     _normal_explain_works(server)
     log = server.log.read_text(errors="replace")
     # Gradio logs a traceback for each gr.Error (and for a slider value past its maximum); none may be a crash.
-    endings = _traceback_endings(log)
+    endings = traceback_endings(log)
     assert all(ending.startswith("gradio.exceptions.Error: ") for ending in endings), endings
     assert "Segmentation fault" not in log and "core dumped" not in log
     if server.baseline_rss is None:

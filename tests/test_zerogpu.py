@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from app_server import free_port, stop, wait_until_answering
 from PIL import Image
 from zerogpu_fake import FAKE_UUID, FakeDeviceApi
 
@@ -128,10 +128,11 @@ def test_callbacks_cross_only_where_nothing_is_pickled(monkeypatch, on_zerogpu):
     monkeypatch.setattr(compute, "zero_gpu", lambda: on_zerogpu)
     monkeypatch.setattr(compute, "explain_on_gpu", recording(calls) if on_zerogpu else _keeping(calls))
     progress = lambda done, total: None  # noqa: E731 (a closure, as the tabs pass)
-    list(compute.explain_views("x.png", "resnet18", "random", ("gradcam",), None, {}, "top:0.10", None, progress))
+    request = compute.ExplainRequest("x.png", "resnet18", "random", ("gradcam",), None, {}, "top:0.10")
+    list(compute.explain_views(request, progress, compute.CancelToken()))
     ((args, kwargs),) = calls
-    assert (kwargs["lime_progress"] is None) == on_zerogpu
-    assert args[3] == ["gradcam"]
+    assert (kwargs["lime_progress"] is None) == on_zerogpu and (kwargs["cancel"] is None) == on_zerogpu
+    assert args[0].methods == ["gradcam"]
 
 
 def _keeping(calls: list):
@@ -144,14 +145,14 @@ def _keeping(calls: list):
 
 def test_a_refusal_in_the_worker_comes_back_as_its_one_line(tmp_path):
     """spaces would print a traceback and show only 'XaiLensError'; the worker sends the message as data."""
-    from app.compute import Refusal, explain_on_gpu, explain_views, presets_on_gpu
+    from app.compute import ExplainRequest, Refusal, explain_on_gpu, explain_views, presets_on_gpu
     from explainers.errors import XaiLensError
 
-    missing = str(tmp_path / "missing.png")
-    (refusal,) = list(explain_on_gpu(missing, "resnet18", "random", ["gradcam"], None, {}, "top:0.10"))
+    missing = ExplainRequest(str(tmp_path / "missing.png"), "resnet18", "random", ["gradcam"], None, {}, "top:0.10")
+    (refusal,) = list(explain_on_gpu(missing))
     assert isinstance(refusal, Refusal) and pickle.loads(pickle.dumps(refusal)).message == refusal.message
     with pytest.raises(XaiLensError) as raised:
-        list(explain_views(missing, "resnet18", "random", ["gradcam"], None, {}, "top:0.10"))
+        list(explain_views(missing))
     assert str(raised.value) == refusal.message and "\n" not in refusal.message
     refused = presets_on_gpu("no-such-model", "random", ["gradcam", "eigencam"], {}, "top:0.10", str(tmp_path))
     assert isinstance(refused, Refusal) and "no-such-model" in refused.message
@@ -204,12 +205,6 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def gpu_uuid() -> str:
     """The first GPU's UUID as `nvidia-smi -L` prints it (what ZeroGPU's device API hands out)."""
     listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60, check=True).stdout
@@ -249,25 +244,14 @@ def serving(extra_env: Mapping[str, str], log: Path, examples_dir: Path) -> Iter
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "space_app.py"], cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"the server exited at start:\n{log.read_text()[-3000:]}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"no server after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
-                time.sleep(0.5)
+        wait_until_answering(
+            process, lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close(), START_TIMEOUT_S, log
+        )
         yield Server(process, f"http://127.0.0.1:{port}/", log, log.read_text(errors="replace"))
     finally:
         for pid in descendants(process.pid):
             os.kill(pid, signal.SIGKILL)
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop(process)
 
 
 @dataclass
