@@ -17,7 +17,7 @@ from typing import Any
 from app.gpu import gpu, presets_seconds, zero_gpu
 from app.panel_concepts import ConceptsResult, explain_concepts
 from app.panel_trust import TrustRequest, TrustResult, measure_trust, trust_seconds
-from explainers.engine.cancel import CancelToken, cancellable_progress
+from explainers.engine.cancel import CancelToken
 from explainers.engine.models import load_model
 from explainers.errors import XaiLensError
 from explainers.inputs.presets import ensure_presets
@@ -38,72 +38,56 @@ class Refusal:
         return str(self.error)
 
 
+@dataclass(frozen=True)
+class ExplainRequest:
+    """One explanation as plain data: what crosses into a ZeroGPU worker by pickle, and what sizes its lease.
+
+    The tabs' progress callbacks and the Stop token travel beside it, never in it: closures and locks do
+    not pickle, and on ZeroGPU they stay behind in this process.
+    """
+
+    image_path: str
+    model_name: str
+    weights: str
+    methods: str | Sequence[str]
+    target: int | None
+    lime_params: Mapping[str, Any]
+    mask_rule: str
+    image_name: str | None = None
+    deadline_s: float | None = None  # the worker's own limit where the caller's token cannot follow
+    trust: TrustRequest | None = None  # the metrics to measure after the last map, if any
+    concepts_root: str | None = None
+    concepts: bool = False  # a ConceptsResult right after the first map
+
+    def __post_init__(self) -> None:
+        """Plain types whatever the caller passed (a tuple of methods, a form's mapping), so the request pickles."""
+        object.__setattr__(self, "methods", _plain(self.methods))
+        object.__setattr__(self, "lime_params", dict(self.lime_params or {}))
+
+
 def explain_views(
-    image_path: str,
-    model_name: str,
-    weights: str,
-    methods: Sequence[str],
-    target: int | None,
-    lime_params: Mapping[str, Any],
-    mask_rule: str,
-    image_name: str | None = None,
+    request: ExplainRequest,
     lime_progress: Callable[[int, int], None] | None = None,
-    deadline_s: float | None = None,
     cancel: CancelToken | None = None,
 ) -> Iterator[ExplanationView]:
-    """Yield a picklable view after each method, cheapest first; past `deadline_s` (or once `cancel` is
-    set, e.g. by the Stop button) the work stops between batches with CancelledError."""
-    for item in explain_stream(
-        image_path,
-        model_name,
-        weights,
-        methods,
-        target,
-        lime_params,
-        mask_rule,
-        image_name=image_name,
-        lime_progress=lime_progress,
-        deadline_s=deadline_s,
-        cancel=cancel,
-    ):
+    """Yield a picklable view after each method, cheapest first; past the request's `deadline_s` (or once
+    `cancel` is set, e.g. by the Stop button) the work stops between batches with CancelledError."""
+    for item in explain_stream(request, lime_progress, cancel):
         if isinstance(item, ExplanationView):
             yield item
 
 
 def explain_stream(
-    image_path: str,
-    model_name: str,
-    weights: str,
-    methods: Sequence[str],
-    target: int | None,
-    lime_params: Mapping[str, Any],
-    mask_rule: str,
-    image_name: str | None = None,
+    request: ExplainRequest,
     lime_progress: Callable[[int, int], None] | None = None,
-    deadline_s: float | None = None,
     cancel: CancelToken | None = None,
-    trust: TrustRequest | None = None,
-    concepts_root: str | None = None,
-    concepts: bool = False,
 ) -> Iterator[ExplanationView | ConceptsResult | TrustResult]:
     """explain_views, plus the Explain tab's panels: a ConceptsResult right after the first map (when
     `concepts`), and a TrustResult after the last map (when `trust` asks for metrics). One GPU function
     does it all, so one ZeroGPU lease covers the maps and their measurements."""
+    on_fork = zero_gpu()  # a forked worker: the callback does not pickle, and a token holds a lock
     stream = explain_on_gpu(
-        image_path,
-        model_name,
-        weights,
-        _plain(methods),
-        target,
-        dict(lime_params or {}),
-        mask_rule,
-        image_name=image_name,
-        lime_progress=None if zero_gpu() else lime_progress,
-        deadline_s=deadline_s,
-        cancel=None if zero_gpu() else cancel,  # a token holds a lock: it cannot cross into a forked worker
-        trust=trust,
-        concepts_root=concepts_root,
-        concepts=concepts,
+        request, lime_progress=None if on_fork else lime_progress, cancel=None if on_fork else cancel
     )
     for item in stream:
         if isinstance(item, Refusal):
@@ -111,50 +95,46 @@ def explain_stream(
         yield item
 
 
-@gpu(duration=trust_seconds)
+def request_seconds(arguments: Mapping[str, Any]) -> int:
+    """explain_on_gpu's lease: trust_seconds over its request's fields (spaces passes the bound arguments)."""
+    return trust_seconds(vars(arguments["request"]))
+
+
+@gpu(duration=request_seconds)
 def explain_on_gpu(
-    image_path: str,
-    model_name: str,
-    weights: str,
-    methods: Sequence[str],
-    target: int | None,
-    lime_params: Mapping[str, Any],
-    mask_rule: str,
-    image_name: str | None = None,
+    request: ExplainRequest,
     lime_progress: Callable[[int, int], None] | None = None,
-    deadline_s: float | None = None,
     cancel: CancelToken | None = None,
-    trust: TrustRequest | None = None,
-    concepts_root: str | None = None,
-    concepts: bool = False,
 ) -> Iterator[ExplanationView | ConceptsResult | TrustResult | Refusal]:
     """explain_stream's work, where the GPU is (a ZeroGPU worker, or this process elsewhere).
 
     The maps stream first; concepts cost one forward pass after the first map, and the metrics run
-    only once every map is out, so no map waits for a measurement."""
+    only once every map is out, so no map waits for a measurement. The token reaches every method
+    through the pipeline's Subject, which checks it between batches."""
     try:
         # The caller's token (Stop button) where the work runs in this process; in a forked worker, one made here.
-        token = cancel if cancel is not None else CancelToken(deadline_s)
-        model = load_model(model_name, weights)
+        token = cancel if cancel is not None else CancelToken(request.deadline_s)
+        model = load_model(request.model_name, request.weights)
+        concepts = request.concepts
         explanation = None
         for explanation in iter_explain(
-            image_path,
+            request.image_path,
             model,
-            methods,
-            target=target,
-            lime_params=lime_params,
-            mask_rule=mask_rule,
-            image_name=image_name,
-            lime_progress=cancellable_progress(token, lime_progress),
+            request.methods,
+            target=request.target,
+            lime_params=request.lime_params,
+            mask_rule=request.mask_rule,
+            image_name=request.image_name,
+            lime_progress=lime_progress,
             cancel=token,
         ):
             yield snapshot(explanation)  # the pipeline reports what is still pending
             if concepts:
                 concepts = False
                 token.check()
-                yield explain_concepts(model, explanation.crop, explanation.target.index, concepts_root)
-        if trust is not None and explanation is not None:
-            yield measure_trust(explanation, trust, lime_params, token)
+                yield explain_concepts(model, explanation.crop, explanation.target.index, request.concepts_root)
+        if request.trust is not None and explanation is not None:
+            yield measure_trust(explanation, request.trust, request.lime_params, token)
     except XaiLensError as exc:
         yield Refusal(exc)
 

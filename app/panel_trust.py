@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from app.gpu import explain_seconds, image_work_s, lease_seconds
-from explainers.engine.cancel import CancelToken, cancellable_progress
+from explainers.engine.cancel import CancelToken
 from explainers.engine.models import MODEL_SPECS
 from explainers.errors import XaiLensError
 from explainers.faithfulness import (
@@ -168,8 +168,8 @@ def measure_trust(
 ) -> TrustResult:
     """Worker side: the asked metrics over the finished explanation's maps (sanity re-runs as configured)."""
 
-    def make_method(name: str):
-        return create_method(name, lime_params=lime_params, progress=cancellable_progress(token))
+    def make_method(name: str):  # the sanity re-runs get the token through their Subject, as every method does
+        return create_method(name, lime_params=lime_params)
 
     results = measure_explanation(
         explanation,

@@ -11,7 +11,7 @@ import gradio as gr
 from matplotlib.figure import Figure
 
 from app import panel_concepts, panel_trust, settings
-from app.compute import explain_stream
+from app.compute import ExplainRequest, explain_stream
 from app.defaults import device_defaults, full_settings, model_choices, random_title
 from app.errors import user_error
 from app.file_inputs import UploadedImage
@@ -365,7 +365,7 @@ def build_explain_tab(config: AppConfig) -> ConceptsLink:
                 if settings.ON_SPACES
                 else (lambda done, total: progress(done / total, desc=f"LIME: {done}/{total} samples"))
             )
-            stream = explain_stream(
+            explain_request = ExplainRequest(
                 image_path,
                 model_name,
                 config.weights,
@@ -374,13 +374,12 @@ def build_explain_tab(config: AppConfig) -> ConceptsLink:
                 lime_kwargs,
                 rule,
                 image_name=Path(image_path).name,
-                lime_progress=lime_progress,
                 deadline_s=settings.EXPLAIN_DEADLINE_S,
-                cancel=token,
                 trust=trust,
                 concepts_root=tables_root,
                 concepts=True,
             )
+            stream = explain_stream(explain_request, lime_progress, cancel=token)
             # Every yield carries every output's current value: an API client reads only the last one.
             current: list[Any] = []
             for item in stream:

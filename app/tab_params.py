@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from app import settings
-from app.compute import explain_views
+from app.compute import ExplainRequest, explain_views
 from app.errors import user_error
 from app.lime_form import LimeForm, lime_form
 from app.panel_tuner import build_tuner_panel
@@ -135,7 +135,7 @@ def build_params_tab(config: AppConfig) -> None:
         try:
             entry = preset_entry(parse_params_json(text), chosen)  # validated: the caps in force hold
             path = preset_path(chosen, config.examples_dir)
-            *_, view = explain_views(
+            lime_only = ExplainRequest(
                 str(path),
                 model_name,
                 config.weights,
@@ -145,6 +145,7 @@ def build_params_tab(config: AppConfig) -> None:
                 "top:0.10",
                 deadline_s=settings.EXPLAIN_DEADLINE_S,
             )
+            *_, view = explain_views(lime_only)
         except XaiLensError as exc:
             raise user_error(ui_language(str(exc))) from None
         return view.overlays["lime"], view.superpixels, f"{view.captions['lime']}."

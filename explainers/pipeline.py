@@ -145,8 +145,8 @@ def iter_explain(
 ) -> Iterator[Explanation]:
     """Yield the growing Explanation after each method, cheapest method first (for streaming UIs).
 
-    `cancel` is checked before every method (and LIME's batches when passed via lime_progress), so a
-    stopped or timed-out request frees its worker at the next boundary.
+    `cancel` is checked before every method, and inside each between batches (it rides in the Subject every
+    method receives), so a stopped or timed-out request frees its worker at the next boundary.
     """
     names = parse_methods(methods)
     rule = parse_rule(mask_rule)

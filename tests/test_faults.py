@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from explainers.engine.cancel import CancelledError, CancelToken, cancellable_progress
+from explainers.engine.cancel import CancelledError, CancelToken
 from explainers.engine.oom import is_out_of_memory, run_with_backoff
 from explainers.errors import XaiLensError
 from explainers.pipeline import explain_image
@@ -99,7 +99,8 @@ def _is_batch(obj: object) -> bool:
 
 @pytest.mark.slow
 def test_cancelled_lime_stops_after_the_current_batch_and_frees_its_memory(resnet18_random, photo_crop):
-    """Through the public pipeline: the visitor cancels after the first progress report."""
+    """Through the public pipeline: the visitor cancels after the first progress report. The token goes in as
+    `cancel` only (the progress callback itself checks nothing): it must reach LIME's batches through the Subject."""
     token = CancelToken()
     reports: list[tuple[int, int]] = []
     tracked: list[weakref.ref] = []
@@ -120,7 +121,8 @@ def test_cancelled_lime_stops_after_the_current_batch_and_frees_its_memory(resne
             resnet18_random,
             "lime",
             lime_params=params,
-            lime_progress=cancellable_progress(token, visitor_sees),
+            lime_progress=visitor_sees,
+            cancel=token,
         )
     assert len(reports) == 1 and reports[0][0] < 400  # work stopped at the first check
     gc.collect()
@@ -209,3 +211,33 @@ def test_a_stopped_request_ends_inside_the_method(planted, name):
     with pytest.raises(CancelledError):
         create_method(name, target_layer="layer3", lime_params={"num_samples": 64}).explain(subject)
     assert not any(m._forward_hooks for m in planted.module.modules())
+
+
+def test_a_stopped_sanity_check_ends_inside_the_re_run_method(resnet18_random, photo_crop, monkeypatch):
+    """The trust panel's sanity check re-runs each method on randomised models. Stop must reach inside those
+    runs (through the Subject they get), not wait for a LIME run to finish all its batches."""
+    from app.panel_trust import TrustRequest, measure_trust
+    from explainers.methods import lime as lime_module
+
+    params = {"num_samples": 64, "batch_size": 8}
+    explanation = explain_image(photo_crop, resnet18_random, "lime", lime_params=params)
+    token = CancelToken()
+    real = lime_module.classifier_for
+    calls: list[int] = []
+    after_stop: list[int] = []
+
+    def stopped_at_the_first_batch(model, batch_size=None, plain=False):
+        classify = real(model, batch_size, plain)
+
+        def run(images):
+            (after_stop if token.cancelled else calls).append(len(images))
+            if len(calls) == 2:  # the first call classifies the crop; the second is LIME's first batch
+                token.cancel("cancelled by the visitor")
+            return classify(images)
+
+        return run
+
+    monkeypatch.setattr(lime_module, "classifier_for", stopped_at_the_first_batch)
+    with pytest.raises(CancelledError, match="cancelled by the visitor"):
+        measure_trust(explanation, TrustRequest(("sanity",)), params, token)
+    assert len(calls) == 2 and after_stop == []  # no batch ran once Stop was pressed

@@ -135,10 +135,11 @@ def test_a_cancelled_run_stops_at_the_next_method(planted):
 
 
 def test_the_app_worker_stops_past_its_deadline(tmp_path):
-    from app.compute import explain_views
+    from app.compute import ExplainRequest, explain_views
     from explainers.engine.cancel import CancelledError
 
     path = tmp_path / "img.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(path)
+    request = ExplainRequest(str(path), "resnet18", "random", ["gradcam"], None, {}, "top:0.10", deadline_s=0)
     with pytest.raises(CancelledError, match="time limit"):
-        list(explain_views(str(path), "resnet18", "random", ["gradcam"], None, {}, "top:0.10", deadline_s=0))
+        list(explain_views(request))

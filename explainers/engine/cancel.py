@@ -2,14 +2,15 @@
 
 A web request that is cancelled (tab closed, Stop pressed, timeout) cannot kill a thread; the work
 has to notice. Loops over batches call `token.check()` between batches, which raises CancelledError, so
-the batch tensors go out of scope and their memory is freed as the exception unwinds.
+the batch tensors go out of scope and their memory is freed as the exception unwinds. There is one path
+to the work: the pipeline puts the token in the `Subject` every method receives, and the methods call
+`subject.raise_if_cancelled()` between batches (never a progress callback that happens to check).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from explainers.errors import XaiLensError
 
@@ -46,15 +47,3 @@ class CancelToken:
         if self.cancelled:
             raise CancelledError(f"The explanation was {self._reason}; nothing was kept. Run it again to restart.")
 
-
-def cancellable_progress(
-    token: CancelToken, progress: Callable[[int, int], None] | None = None
-) -> Callable[[int, int], None]:
-    """A progress callback (done, total) that first checks the token: wire it where progress is reported."""
-
-    def report(done: int, total: int) -> None:
-        token.check()
-        if progress is not None:
-            progress(done, total)
-
-    return report
