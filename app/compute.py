@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.gpu import gpu, presets_seconds, zero_gpu
 from app.panel_concepts import ConceptsResult, explain_concepts
@@ -25,6 +25,9 @@ from explainers.outputs.exports import zip_folder
 from explainers.outputs.report import answer_simple_vs_complex, build_report, iou_table_markdown
 from explainers.outputs.snapshot import ExplanationView, snapshot
 from explainers.pipeline import iter_explain
+
+Callback = TypeVar("Callback")
+Answer = TypeVar("Answer")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,23 @@ class ExplainRequest:
         object.__setattr__(self, "methods", _plain(self.methods))
         object.__setattr__(self, "lime_params", dict(self.lime_params or {}))
 
+    def options(self) -> dict[str, Any]:
+        """The pipeline's keyword options (explainers.pipeline.iter_explain) this request sets, by their names."""
+        return {name: getattr(self, name) for name in ("target", "lime_params", "mask_rule", "image_name")}
+
+
+def _staying_here(callback: Callback, cancel: CancelToken | None) -> tuple[Callback | None, CancelToken | None]:
+    """The tab's callback and Stop token where the GPU function runs in this process; neither where it runs in a
+    forked ZeroGPU worker (a closure does not pickle, and a token holds a lock: the worker makes its own)."""
+    return (None, None) if zero_gpu() else (callback, cancel)
+
+
+def _unrefused(result: Answer | Refusal) -> Answer:
+    """A GPU function's answer, or its refusal raised again here as the one-line XaiLensError it was."""
+    if isinstance(result, Refusal):
+        raise result.error from None
+    return result
+
 
 def explain_views(
     request: ExplainRequest,
@@ -85,22 +105,18 @@ def explain_stream(
     """explain_views, plus the Explain tab's panels: a ConceptsResult right after the first map (when
     `concepts`), and a TrustResult after the last map (when `trust` asks for metrics). One GPU function
     does it all, so one ZeroGPU lease covers the maps and their measurements."""
-    on_fork = zero_gpu()  # a forked worker: the callback does not pickle, and a token holds a lock
-    stream = explain_on_gpu(
-        request, lime_progress=None if on_fork else lime_progress, cancel=None if on_fork else cancel
-    )
-    for item in stream:
-        if isinstance(item, Refusal):
-            raise item.error from None
-        yield item
+    lime_progress, cancel = _staying_here(lime_progress, cancel)
+    for item in explain_on_gpu(request, lime_progress=lime_progress, cancel=cancel):
+        yield _unrefused(item)
 
 
-def request_seconds(arguments: Mapping[str, Any]) -> int:
-    """explain_on_gpu's lease: trust_seconds over its request's fields (spaces passes the bound arguments)."""
-    return trust_seconds(vars(arguments["request"]))
+def of_request(seconds: Callable[[Mapping[str, Any]], int]) -> Callable[[Mapping[str, Any]], int]:
+    """A lease function of a request's fields as a GPU function's duration: spaces hands the duration the
+    function's bound arguments, and each GPU function here takes its plain-data request as `request`."""
+    return lambda arguments: seconds(vars(arguments["request"]))
 
 
-@gpu(duration=request_seconds)
+@gpu(duration=of_request(trust_seconds))
 def explain_on_gpu(
     request: ExplainRequest,
     lime_progress: Callable[[int, int], None] | None = None,
@@ -117,17 +133,10 @@ def explain_on_gpu(
         model = load_model(request.model_name, request.weights)
         concepts = request.concepts
         explanation = None
-        for explanation in iter_explain(
-            request.image_path,
-            model,
-            request.methods,
-            target=request.target,
-            lime_params=request.lime_params,
-            mask_rule=request.mask_rule,
-            image_name=request.image_name,
-            lime_progress=lime_progress,
-            cancel=token,
-        ):
+        maps = iter_explain(
+            request.image_path, model, request.methods, lime_progress=lime_progress, cancel=token, **request.options()
+        )
+        for explanation in maps:
             yield snapshot(explanation)  # the pipeline reports what is still pending
             if concepts:
                 concepts = False
@@ -139,58 +148,51 @@ def explain_on_gpu(
         yield Refusal(exc)
 
 
+@dataclass(frozen=True)
+class PresetsRequest:
+    """The ten-preset report as plain data (what crosses into the GPU worker; `on_image` and the token do not)."""
+
+    model_name: str
+    weights: str
+    methods: str | Sequence[str]
+    lime_params: Mapping[str, Mapping[str, Any]]  # preset key -> explain_instance kwargs
+    mask_rule: str
+    out_dir: str
+    examples_dir: str | None = None
+    deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", _plain(self.methods))
+        object.__setattr__(self, "lime_params", {key: dict(entry) for key, entry in self.lime_params.items()})
+
+
 def run_presets(
-    model_name: str,
-    weights: str,
-    methods: Sequence[str],
-    lime_params: Mapping[str, Mapping[str, Any]],
-    mask_rule: str,
-    out_dir: str,
-    examples_dir: str | None = None,
+    request: PresetsRequest,
     on_image: Callable[[int, int, str], None] | None = None,
-    deadline_s: float | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """The ten-preset report into out_dir; returns the table, the answer and the file paths.
 
     It stops between batches once `cancel` is set (Stop) or `deadline_s` has passed (CancelledError)."""
-    result = presets_on_gpu(
-        model_name,
-        weights,
-        _plain(methods),
-        {key: dict(entry) for key, entry in lime_params.items()},
-        mask_rule,
-        out_dir,
-        examples_dir=examples_dir,
-        on_image=None if zero_gpu() else on_image,
-        deadline_s=deadline_s,
-        cancel=None if zero_gpu() else cancel,
-    )
-    if isinstance(result, Refusal):
-        raise result.error from None
-    return result
+    on_image, cancel = _staying_here(on_image, cancel)
+    return _unrefused(presets_on_gpu(request, on_image=on_image, cancel=cancel))
 
 
-@gpu(duration=presets_seconds)
+@gpu(duration=of_request(presets_seconds))
 def presets_on_gpu(
-    model_name: str,
-    weights: str,
-    methods: Sequence[str],
-    lime_params: Mapping[str, Mapping[str, Any]],
-    mask_rule: str,
-    out_dir: str,
-    examples_dir: str | None = None,
+    request: PresetsRequest,
     on_image: Callable[[int, int, str], None] | None = None,
-    deadline_s: float | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any] | Refusal:
     """run_presets' work, where the GPU is."""
     try:
-        token = cancel if cancel is not None else CancelToken(deadline_s)
-        model = load_model(model_name, weights)
-        images = ensure_presets(examples_dir, progress=False)
-        out = Path(out_dir)
-        rows = build_report(model, images, out, methods, lime_params, mask_rule, on_image=on_image, cancel=token)
+        token = cancel if cancel is not None else CancelToken(request.deadline_s)
+        model = load_model(request.model_name, request.weights)
+        images = ensure_presets(request.examples_dir, progress=False)
+        out = Path(request.out_dir)
+        rows = build_report(
+            model, images, out, request.methods, request.lime_params, request.mask_rule, on_image=on_image, cancel=token
+        )
         zip_path = zip_folder(out, out / "xai_lens_presets.zip")
     except XaiLensError as exc:
         return Refusal(exc)
@@ -232,19 +234,29 @@ def tuner_seconds(arguments: Mapping[str, Any]) -> int:
     return min(TUNER_LEASE_CAP_S, math.ceil(WORKER_START_S + budget + TUNER_LEASE_MARGIN_S))
 
 
+@dataclass(frozen=True)
+class TunerRequest:
+    """A tuning run as plain data (what crosses into the GPU worker; `on_progress` and the token do not)."""
+
+    image_paths: Mapping[str, str]  # preset key -> its verified local file
+    model_name: str
+    weights: str
+    reference: str
+    trials: int
+    budget_s: float
+    max_samples: int
+    reference_samples: int
+    families: Sequence[str]
+    min_iou: float | None
+    out_dir: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_paths", dict(self.image_paths))
+        object.__setattr__(self, "families", list(self.families))
+
+
 def run_tuner(
-    image_paths: Mapping[str, str],
-    model_name: str,
-    weights: str,
-    reference: str,
-    *,
-    trials: int,
-    budget_s: float,
-    max_samples: int,
-    reference_samples: int,
-    families: Sequence[str],
-    min_iou: float | None,
-    out_dir: str,
+    request: TunerRequest,
     on_progress: Callable[[float, str], None] | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
@@ -252,40 +264,13 @@ def run_tuner(
 
     Returns plain data: why it stopped, the files, the chosen parameters (all ten entries) and the keys tuned.
     Stop (`cancel`) ends the search between LIME batches; what was found so far is still exported."""
-    result = tuner_on_gpu(
-        dict(image_paths),
-        model_name,
-        weights,
-        reference,
-        trials=trials,
-        budget_s=budget_s,
-        max_samples=max_samples,
-        reference_samples=reference_samples,
-        families=list(families),
-        min_iou=min_iou,
-        out_dir=out_dir,
-        on_progress=None if zero_gpu() else on_progress,
-        cancel=None if zero_gpu() else cancel,
-    )
-    if isinstance(result, Refusal):
-        raise result.error from None
-    return result
+    on_progress, cancel = _staying_here(on_progress, cancel)
+    return _unrefused(tuner_on_gpu(request, on_progress=on_progress, cancel=cancel))
 
 
-@gpu(duration=tuner_seconds)
+@gpu(duration=of_request(tuner_seconds))
 def tuner_on_gpu(
-    image_paths: Mapping[str, str],
-    model_name: str,
-    weights: str,
-    reference: str,
-    *,
-    trials: int,
-    budget_s: float,
-    max_samples: int,
-    reference_samples: int,
-    families: Sequence[str],
-    min_iou: float | None,
-    out_dir: str,
+    request: TunerRequest,
     on_progress: Callable[[float, str], None] | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any] | Refusal:
@@ -301,21 +286,21 @@ def tuner_on_gpu(
             on_progress(min(done, 1.0), f"image {step.image_index + 1}/{step.images}: {step.message}")
 
     try:
-        min_iou = check_min_iou(min_iou)
-        token = cancel if cancel is not None else CancelToken(check_budget(budget_s) + TUNER_LEASE_MARGIN_S)
-        model = load_model(model_name, weights)
+        min_iou = check_min_iou(request.min_iou)
+        token = cancel if cancel is not None else CancelToken(check_budget(request.budget_s) + TUNER_LEASE_MARGIN_S)
+        model = load_model(request.model_name, request.weights)
         result = tune(
-            dict(image_paths),
+            dict(request.image_paths),
             model,
-            reference,
-            trials=trials,
-            budget_s=budget_s,
-            space=SearchSpace(families=tuple(families), max_samples=max_samples),
-            converged_samples=reference_samples,
+            request.reference,
+            trials=request.trials,
+            budget_s=request.budget_s,
+            space=SearchSpace(families=tuple(request.families), max_samples=request.max_samples),
+            converged_samples=request.reference_samples,
             progress=report,
             cancel=token,
         )
-        paths = export(result, out_dir, min_iou)
+        paths = export(result, request.out_dir, min_iou)
         params = load_lime_params(paths["explain_params.pkl"])
     except XaiLensError as exc:
         return Refusal(exc)

@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from app import settings
-from app.compute import TUNER_LEASE_CAP_S, TUNER_LEASE_MARGIN_S, run_tuner
+from app.compute import TUNER_LEASE_CAP_S, TUNER_LEASE_MARGIN_S, TunerRequest, run_tuner
 from app.defaults import device_defaults, model_choices
 from app.errors import user_error
 from app.gpu import WORKER_START_S, zero_gpu
@@ -204,12 +204,12 @@ def build_tuner_panel(config: AppConfig, editor: gr.Code) -> gr.events.Dependenc
             raise user_error(str(exc)) from None
         token = STOPS.start(JOB, session, budget_s + OFF_SPACES_GRACE_S)
         try:
-            result = run_tuner(
+            tuning = TunerRequest(
                 paths, model_name, config.weights, name, trials=trial_count, budget_s=budget_s, max_samples=high,
                 reference_samples=ref_samples, families=list(chosen_families or []), min_iou=floor,
                 out_dir=str(config.new_run_dir("tuner-")),
-                on_progress=lambda done, message: progress(done, desc=message), cancel=token,
             )  # fmt: skip
+            result = run_tuner(tuning, on_progress=lambda done, message: progress(done, desc=message), cancel=token)
         except CancelledError:
             by_visitor = STOPS.finish(JOB, session, token)
             reason = "you pressed Stop" if by_visitor else "the time limit passed"

@@ -7,7 +7,7 @@ import math
 import gradio as gr
 
 from app import settings
-from app.compute import run_presets
+from app.compute import PresetsRequest, run_presets
 from app.defaults import device_defaults, model_choices
 from app.errors import user_error
 from app.panel_study import build_study_panel, study_dir
@@ -106,7 +106,7 @@ def build_presets_tab(config: AppConfig) -> None:
             def on_image(index: int, total: int, key: str) -> None:
                 progress(index / total, desc=f"{key} ({index + 1}/{total})")
 
-            result = run_presets(
+            report = PresetsRequest(
                 model_name,
                 config.weights,
                 chosen,
@@ -114,10 +114,9 @@ def build_presets_tab(config: AppConfig) -> None:
                 rule,
                 str(out_dir),
                 examples_dir=str(config.examples_dir) if config.examples_dir else None,
-                on_image=None if settings.ON_SPACES else on_image,
                 deadline_s=settings.PRESETS_DEADLINE_S,
-                cancel=token,
             )
+            result = run_presets(report, on_image=None if settings.ON_SPACES else on_image, cancel=token)
         except CancelledError:
             by_visitor = STOPS.finish("presets", session, token)
             reason = "you pressed Stop" if by_visitor else f"the {settings.PRESETS_DEADLINE_S:g} s time limit passed"

@@ -145,7 +145,7 @@ def _keeping(calls: list):
 
 def test_a_refusal_in_the_worker_comes_back_as_its_one_line(tmp_path):
     """spaces would print a traceback and show only 'XaiLensError'; the worker sends the message as data."""
-    from app.compute import ExplainRequest, Refusal, explain_on_gpu, explain_views, presets_on_gpu
+    from app.compute import ExplainRequest, PresetsRequest, Refusal, explain_on_gpu, explain_views, presets_on_gpu
     from explainers.errors import XaiLensError
 
     missing = ExplainRequest(str(tmp_path / "missing.png"), "resnet18", "random", ["gradcam"], None, {}, "top:0.10")
@@ -154,7 +154,8 @@ def test_a_refusal_in_the_worker_comes_back_as_its_one_line(tmp_path):
     with pytest.raises(XaiLensError) as raised:
         list(explain_views(missing))
     assert str(raised.value) == refusal.message and "\n" not in refusal.message
-    refused = presets_on_gpu("no-such-model", "random", ["gradcam", "eigencam"], {}, "top:0.10", str(tmp_path))
+    report = PresetsRequest("no-such-model", "random", ["gradcam", "eigencam"], {}, "top:0.10", str(tmp_path))
+    refused = presets_on_gpu(report)
     assert isinstance(refused, Refusal) and "no-such-model" in refused.message
 
 
