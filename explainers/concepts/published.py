@@ -13,6 +13,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from dissection_data.tables import NeuronRow, NeuronTable
 from explainers.download import download_or_refuse, sha256_of
@@ -37,6 +38,7 @@ class PublishedTable:
     url: str
     dataset: str
     probe: str = "ImageNet val + Broden"
+    max_bytes: ClassVar[int] = MAX_PUBLISHED_TABLE_BYTES  # a download's size cap (explainers.download.Pinned)
 
     @property
     def key(self) -> str:
@@ -45,10 +47,6 @@ class PublishedTable:
     @property
     def description(self) -> str:
         return f"CLIP-dissect's {self.model} table"
-
-    @property
-    def max_bytes(self) -> int:
-        return MAX_PUBLISHED_TABLE_BYTES
 
 
 PUBLISHED_TABLES: dict[str, PublishedTable] = {

@@ -46,4 +46,3 @@ class CancelToken:
         """Raise CancelledError if cancel() was called or the deadline passed; cheap enough for every batch."""
         if self.cancelled:
             raise CancelledError(f"The explanation was {self._reason}; nothing was kept. Run it again to restart.")
-

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from explainers.download import download_or_refuse, sha256_of
 from explainers.errors import XaiLensError
@@ -30,14 +31,11 @@ class Preset:
     url: str
     sha256: str
     label: str
+    max_bytes: ClassVar[int] = MAX_PRESET_DOWNLOAD_BYTES  # a download's size cap (explainers.download.Pinned)
 
     @property
     def description(self) -> str:
         return f"Preset '{self.key}' ({self.filename})"
-
-    @property
-    def max_bytes(self) -> int:
-        return MAX_PRESET_DOWNLOAD_BYTES
 
 
 def _load_manifest() -> tuple[Preset, ...]:
