@@ -1,70 +1,48 @@
 """`dissection_data build --engine ray`: the same features and tables as the in-process build, resumable, bad images
 skipped in one line.
 
-The Ray tests run a private local instance with 2 CPU workers, random-weight models and a tiny random CLIP saved
-as a folder (so actors load it by name, as cluster nodes do), over generated shape images.
+The Ray tests run a private local instance with 2 CPU workers, random-weight models and test_dissection_cli's tiny
+random CLIP saved as a folder (so actors load it by name, as cluster nodes do), over its generated shape images.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from ray_local import SCALE_MISSING, kill_after_first_part, local_ray  # noqa: F401 (local_ray: the fixture the Ray tests use)
+from test_dissection_cli import tiny_setup  # noqa: F401 (a fixture, used through `setup` below)
 
-# find_spec, not importorskip: importing ray here would fix its settings before the engine's own init_ray.
-if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
-    pytest.skip("the Ray engine needs the scale extra: pip install .[scale]", allow_module_level=True)
-
+if SCALE_MISSING:
+    pytest.skip(SCALE_MISSING, allow_module_level=True)
 import pyarrow.parquet as pq
 
 from dissection_data import features
 from dissection_data.build import SELF_CHECK_LAYER, BuildOptions, build_tables
 from dissection_data.cache import FeatureCache
 from dissection_data.clip_encoder import TransformersClip
-from dissection_data.offline_clip import TINY, save_random_clip
 from dissection_data.probes import folder_probe_set
 from dissection_data.scale import PARTS_KIND, ExtractionRecipe, extract_on_ray
 from dissection_data.synthetic import write_shape_probe_set
 from explainers.engine.models import load_model
 from explainers.inputs.images import load_image
-from explainers.study.ray_engine import init_ray
 from explainers.study.results import PARTS_DIR
 from explainers.study.sources import resolve_source
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = ["red", "green", "blue", "circle", "square", "triangle", "dog", "car", "tree", "sky", "the", "water"]
 MODELS = ("resnet18", "resnet18-places365")
 LAYERS = ("layer4", "fc")
 RAY_BOUND_S = 600  # a safety bound on any one Ray run in these tests, not a speed claim
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """36 shape images, a word list and a tiny random CLIP saved as a loadable folder."""
-    root = tmp_path_factory.mktemp("scale")
-    write_shape_probe_set(root / "probes", size=64, sizes_per_shape=4)
-    (root / "words.txt").write_text("\n".join(WORDS) + "\n")
-    save_random_clip(root / "clip", TINY, WORDS)
-    return root
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One private Ray instance for the module: 2 CPU workers plus one CPU for the read task."""
-    started = init_ray(None, local_cpus=3)  # before any `import ray`: it reads its loopback setting on import
-    import ray
-
-    yield
-    if started:
-        ray.shutdown()
+def setup(request) -> Path:
+    """test_dissection_cli's tiny_setup: 18 shape images in probes/, words.txt, a tiny random CLIP in clip/."""
+    return request.getfixturevalue("tiny_setup")
 
 
 def _options(root: Path, probes: Path, out: Path, cache: Path, **engine) -> BuildOptions:
@@ -104,7 +82,17 @@ def _part_ids(cache: Path) -> list[str]:
 def test_hf_probe_without_ray_engine_and_missing_extra_are_one_line(setup, monkeypatch, capsys):
     from dissection_data.__main__ import main
 
-    args = ["build", "--models", "resnet18", "--weights", "random", "--clip", str(setup / "clip"), "--device", "cpu"]
+    args = [
+        "build",
+        "--models",
+        "resnet18",
+        "--weights",
+        "random",
+        "--clip",
+        str(setup / "clip"),
+        "--device",
+        "cpu",
+    ]
     args += ["--concepts-file", str(setup / "words.txt"), "--cache", str(setup / "no-cache-used")]
     assert main([*args, "--probe", "hf:ILSVRC/imagenet-1k:validation:image"]) == 2
     err = capsys.readouterr().err.strip()
@@ -120,7 +108,8 @@ def test_hf_probe_without_ray_engine_and_missing_extra_are_one_line(setup, monke
 
 
 @pytest.mark.slow
-def test_ray_build_gives_the_in_process_features_and_tables(setup, tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_ray_build_gives_the_in_process_features_and_tables(setup, tmp_path):
     probes = setup / "probes"
     results_local = build_tables(_options(setup, probes, tmp_path / "local", tmp_path / "cache-local"))
     results_ray = build_tables(
@@ -166,24 +155,15 @@ def test_ray_build_gives_the_in_process_features_and_tables(setup, tmp_path, loc
 
 
 @pytest.mark.slow
-def test_a_killed_build_resumes_with_each_image_once(setup, tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_a_killed_build_resumes_with_each_image_once(setup, tmp_path):
     probes = setup / "probes"
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "dissection_data", "build", "--engine", "ray", "--workers", "1"]
     command += ["--models", "resnet18", "--layers", "layer4", "--weights", "random", "--probe-dir", str(probes)]
     command += ["--concepts-file", str(setup / "words.txt"), "--clip", str(setup / "clip"), "--device", "cpu"]
     command += ["--out", str(tmp_path / "tables"), "--cache", str(cache), "--batch-size", "2"]
-    process = subprocess.Popen(
-        command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + RAY_BOUND_S
-        while not _part_ids(cache) and time.monotonic() < deadline:
-            assert process.poll() is None, "the build ended before writing its first part"
-            time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the build and the Ray processes it started, in its own session
-        process.wait(timeout=60)
+    kill_after_first_part(command, REPO, lambda: bool(_part_ids(cache)), RAY_BOUND_S)
     first = _part_ids(cache)
     total = len(list(probes.iterdir()))
     assert 0 < len(first) < total, "the kill must land halfway for this test to mean anything"
@@ -209,7 +189,8 @@ def test_a_killed_build_resumes_with_each_image_once(setup, tmp_path, local_ray)
 
 
 @pytest.mark.slow
-def test_a_bad_image_is_skipped_with_its_one_line_error(setup, tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_a_bad_image_is_skipped_with_its_one_line_error(setup, tmp_path):
     probes = tmp_path / "probes"
     good = write_shape_probe_set(probes, size=64, sizes_per_shape=1)
     (probes / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is no JPEG\nsecond line")
@@ -228,7 +209,8 @@ def test_a_bad_image_is_skipped_with_its_one_line_error(setup, tmp_path, local_r
 
 
 @pytest.mark.slow
-def test_a_streamed_hugging_face_split_builds_with_thumbnails(setup, tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_a_streamed_hugging_face_split_builds_with_thumbnails(setup, tmp_path):
     """hf:FOLDER is a local imagefolder read through the `datasets` streaming API, as hf:ILSVRC/imagenet-1k is:
     no paths list and no content fingerprint, so thumbnails come from a second streamed pass."""
     folder = tmp_path / "split"

@@ -10,26 +10,23 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from ray_local import SCALE_MISSING, kill_after_first_part, local_ray  # noqa: F401 (local_ray: the fixture the Ray tests use)
 
-# find_spec, not importorskip: importing ray here would fix its settings before the study's own init_ray.
-if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
-    pytest.skip("the study needs the scale extra: pip install .[scale]", allow_module_level=True)
+if SCALE_MISSING:
+    pytest.skip(SCALE_MISSING, allow_module_level=True)
+
 
 import pyarrow.parquet as pq
 
 from explainers.errors import XaiLensError
 from explainers.study import require_scale
 from explainers.study.measures import colour_entropy, object_area, top_mass_share
-from explainers.study.ray_engine import init_ray
 from explainers.study.report import half_difference, spearman_ci, verdict, write_study_report
 from explainers.study.results import PARTS_DIR, StudyColumns, finished_ids, write_part
 from explainers.study.runner import StudySettings, run_study
@@ -60,22 +57,10 @@ def _synthetic_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One private Ray instance for the module: 2 CPU workers plus one CPU for the read task."""
-    started = init_ray(None, local_cpus=3)  # before any `import ray`: it reads its loopback setting on import
-    import ray
-
-    yield
-    if started:
-        ray.shutdown()
-
-
 # --- fast: no Ray ---------------------------------------------------------------------------------
 
 
 def test_missing_extra_is_one_line_naming_it(monkeypatch, capsys):
-    import importlib.util
 
     from explainers.study.__main__ import main
 
@@ -231,7 +216,8 @@ def _preset_variants(examples_dir: Path, folder: Path) -> list[Path]:
 
 @pytest.mark.slow
 @pytest.mark.presets
-def test_study_gives_the_same_results_as_explain(examples_dir, tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_study_gives_the_same_results_as_explain(examples_dir, tmp_path):
     from explainers.cli import main as explain_main
 
     images = _preset_variants(examples_dir, tmp_path / "images")
@@ -263,23 +249,14 @@ def _part_ids(out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_with_each_image_once(tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_a_killed_run_resumes_with_each_image_once(tmp_path):
     images = _synthetic_images(tmp_path / "images", 16)
     out = tmp_path / "study"
     command = [sys.executable, "-m", "explainers.study", str(tmp_path / "images"), "--model", "resnet18"]
     command += ["--weights", "random", "--methods", ",".join(METHODS), "--out", str(out), "--workers", "1"]
     command += ["--batch-size", "2"]
-    process = subprocess.Popen(
-        command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + RAY_BOUND_S
-        while not list((out / PARTS_DIR).glob("part-*.parquet")) and time.monotonic() < deadline:
-            assert process.poll() is None, "the study ended before writing its first part"
-            time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the study and the Ray processes it started, in its own session
-        process.wait(timeout=60)
+    kill_after_first_part(command, REPO, lambda: bool(list((out / PARTS_DIR).glob("part-*.parquet"))), RAY_BOUND_S)
     first = _part_ids(out)
     assert 0 < len(first) < len(images), "the kill must land halfway for this test to mean anything"
     outcome = run_study(resolve_source(str(tmp_path / "images")), SETTINGS, out, workers=2, batch_size=2)
@@ -290,7 +267,8 @@ def test_a_killed_run_resumes_with_each_image_once(tmp_path, local_ray):
 
 
 @pytest.mark.slow
-def test_a_bad_image_gets_its_error_row_and_the_study_goes_on(tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_a_bad_image_gets_its_error_row_and_the_study_goes_on(tmp_path):
     images = _synthetic_images(tmp_path / "images", 5)
     (tmp_path / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is no JPEG")
     (tmp_path / "images" / "empty.png").write_bytes(b"")
@@ -305,7 +283,8 @@ def test_a_bad_image_gets_its_error_row_and_the_study_goes_on(tmp_path, local_ra
 
 
 @pytest.mark.slow
-def test_the_local_instance_listens_on_loopback_only(local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_the_local_instance_listens_on_loopback_only():
     import ray
 
     assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]

@@ -49,18 +49,78 @@ def measure(source, settings, workers: int, batch_size: int, out: Path) -> dict[
         progress=False,
         on_batch=lambda batch: arrivals.append((time.perf_counter(), batch.num_rows)),
     )
-    wall = arrivals[-1][0] - started
-    after_first = sum(rows for _, rows in arrivals[1:])
-    steady_seconds = arrivals[-1][0] - arrivals[0][0]
     return {
         "workers": workers,
         "images": outcome.ran,
         "errors": outcome.errors,
-        "wall_s": round(wall, 2),
-        "wall_images_per_s": round(outcome.ran / wall, 3),
-        "steady_images_per_s": round(after_first / steady_seconds, 3) if steady_seconds > 0 else float("nan"),
+        **throughput(arrivals, started),
         "actors_used": len(outcome.per_worker),
     }
+
+
+def throughput(arrivals: list[tuple[float, int]], started: float) -> dict[str, float]:
+    """Wall and steady rates from (time, rows) of each batch that came back after `started`."""
+    images = sum(rows for _, rows in arrivals)
+    wall = arrivals[-1][0] - started
+    after_first = sum(rows for _, rows in arrivals[1:])
+    steady_seconds = arrivals[-1][0] - arrivals[0][0]
+    return {
+        "wall_s": round(wall, 2),
+        "wall_images_per_s": round(images / wall, 3),
+        "steady_images_per_s": round(after_first / steady_seconds, 3) if steady_seconds > 0 else float("nan"),
+    }
+
+
+def add_efficiency(runs: list[dict]) -> None:
+    """Efficiency per worker against the first run: speed-up / (workers / first run's workers); 1.0 = linear."""
+    base = runs[0]
+    for run in runs:
+        scale = run["workers"] / base["workers"]
+        for kind in ("wall", "steady"):
+            speedup = run[f"{kind}_images_per_s"] / base[f"{kind}_images_per_s"]
+            run[f"{kind}_efficiency_per_worker"] = round(speedup / scale, 3)
+
+
+def print_runs(runs: list[dict]) -> None:
+    print("workers  images  wall s  wall img/s  steady img/s  efficiency/worker (wall, steady)")
+    for run in runs:
+        print(
+            f"{run['workers']:>7}  {run['images']:>6}  {run['wall_s']:>6}  {run['wall_images_per_s']:>10}  "
+            f"{run['steady_images_per_s']:>12}  {run['wall_efficiency_per_worker']:.2f}, "
+            f"{run['steady_efficiency_per_worker']:.2f}"
+        )
+
+
+def run_counts(counts: list[int], measure_one) -> tuple[list[dict], dict[str, object]]:
+    """`measure_one(workers)` for each actor count on one local Ray instance (its start is not measured), with the
+    efficiency per worker added; and the machine it ran on, with how busy it was (the machine may be shared)."""
+    import ray
+    import torch
+
+    from explainers.study.ray_engine import init_ray
+
+    load_at_start = os.getloadavg()
+    device = f"{torch.cuda.get_device_name()} GPU actors" if torch.cuda.is_available() else "CPU actors"
+    init_ray(None, local_cpus=max(counts) + 1)
+    try:
+        runs = [measure_one(workers) for workers in counts]
+    finally:
+        ray.shutdown()
+    add_efficiency(runs)
+    machine = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {device}",
+        "load_average_at_start": [round(v, 2) for v in load_at_start],
+    }
+    return runs, machine
+
+
+def report(path: Path | None, title: str, settings: dict, runs: list[dict], machine: dict) -> None:
+    """Print the runs under the machine and `title`; write machine, settings and runs to `path` as JSON if given."""
+    print(f"{machine['machine']}; {title}")
+    print_runs(runs)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**machine, **settings, "runs": runs}, indent=1) + "\n")
 
 
 def main() -> int:
@@ -76,52 +136,24 @@ def main() -> int:
     args = parser.parse_args()
 
     from explainers.methods import parse_methods
-    from explainers.study.ray_engine import init_ray
     from explainers.study.runner import StudySettings
     from explainers.study.sources import resolve_source
 
     counts = [int(n) for n in args.workers.split(",")]
-    load_at_start = os.getloadavg()  # the machine may be shared: say how busy it was
     settings = StudySettings(args.model, args.weights, tuple(parse_methods(args.methods)))
     with tempfile.TemporaryDirectory(prefix="bench-study-") as scratch:
         folder = args.source or str(synthetic_images(Path(scratch) / "images", args.images))
         source = resolve_source(folder)
-        import ray
-
-        init_ray(None, local_cpus=max(counts) + 1)  # one instance for every count: its start is not measured
-        import torch
-
-        device = f"{torch.cuda.get_device_name()} GPU actors" if torch.cuda.is_available() else "CPU actors"
-        try:
-            runs = [measure(source, settings, n, args.batch_size, Path(scratch) / f"out{n}") for n in counts]
-        finally:
-            ray.shutdown()
-    base = runs[0]
-    for run in runs:
-        scale = run["workers"] / base["workers"]
-        for kind in ("wall", "steady"):
-            speedup = run[f"{kind}_images_per_s"] / base[f"{kind}_images_per_s"]
-            run[f"{kind}_efficiency_per_worker"] = round(speedup / scale, 3)
-    result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {device}",
-        "load_average_at_start": [round(v, 2) for v in load_at_start],
+        runs, machine = run_counts(
+            counts, lambda n: measure(source, settings, n, args.batch_size, Path(scratch) / f"out{n}")
+        )
+    settings_record = {
         "model": args.model,
         "weights": args.weights,
         "methods": settings.methods,
         "batch_size": args.batch_size,
-        "runs": runs,
     }
-    print(f"{result['machine']}; {args.model} ({args.weights}), {', '.join(settings.methods)}")
-    print("workers  images  wall s  wall img/s  steady img/s  efficiency/worker (wall, steady)")
-    for run in runs:
-        print(
-            f"{run['workers']:>7}  {run['images']:>6}  {run['wall_s']:>6}  {run['wall_images_per_s']:>10}  "
-            f"{run['steady_images_per_s']:>12}  {run['wall_efficiency_per_worker']:.2f}, "
-            f"{run['steady_efficiency_per_worker']:.2f}"
-        )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    report(args.json, f"{args.model} ({args.weights}), {', '.join(settings.methods)}", settings_record, runs, machine)
     return 0
 
 
