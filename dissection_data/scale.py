@@ -16,6 +16,7 @@ folders and imagenet1000, a second streamed pass over just the wanted ids for a 
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from dissection_data import features
 from dissection_data.cache import FeatureCache, digest
 from dissection_data.clip_encoder import ClipEncoder
+from dissection_data.probes import ProbeSet
 from explainers.errors import XaiLensError, first_line
 
 PARTS_KIND = "ray_parts"  # <cache>/ray_parts/<digest of what is extracted>/parts/part-*.parquet
@@ -117,19 +119,20 @@ def decode(record: dict[str, Any]) -> Image.Image:
 
 
 @dataclass(frozen=True)
-class SourceProbeSet:
-    """The probe set a Ray build labelled: the source's readable images in listing order. It has what the
-    rest of the build reads from a ProbeSet (ids, fingerprint, len, describe, select), but no paths list."""
+class SourceProbeSet(ProbeSet):
+    """The probe set a Ray build labelled: the source's readable images in listing order, without a paths list.
 
-    name: str
-    ids: tuple[str, ...]
-    fingerprint: str
-    source: str
-    records: Any  # the StudySource, read again for thumbnails
+    Its features are already cache entries when the build reads it, so only ids, len, fingerprint, describe
+    and select (thumbnails) are used; reading all its images again would be the Ray pass's work, so it refuses."""
+
+    records: Any = None  # the StudySource, read again for thumbnails
     skipped: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def images(self) -> Iterator[Image.Image]:
+        raise XaiLensError(f"The features of {self.name} are missing from the cache; run the build again to resume.")
 
     def select(self, wanted: set[str]) -> Iterator[tuple[str, Image.Image]]:
         """(id, image) for the wanted ids, reading the source again and stopping after the last one."""
@@ -257,7 +260,7 @@ def _gather(
         raise XaiLensError("No probe image could be read; check the probe set (see the skipped lines above).")
     ids = tuple(kept["id"].to_pylist())
     fingerprint = source.fingerprint if source.fingerprint and len(ids) == source.size else digest([source.name, ids])
-    probe_set = SourceProbeSet(source.name, ids, fingerprint, source.description, source, skipped=failed)
+    probe_set = SourceProbeSet(source.name, (), ids, fingerprint, source.description, source, skipped=failed)
 
     def matrix(column: str) -> torch.Tensor:
         table = parts.to_table(columns=["id", column], filter=pc.field("id").isin(list(ids)))
@@ -266,9 +269,11 @@ def _gather(
         rows = table[column].combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
         return torch.from_numpy(np.ascontiguousarray(rows[[by_id[i] for i in ids]]))
 
+    def layer_matrices(model_name: str) -> dict[str, torch.Tensor]:
+        return {layer: matrix(activation_column(model_name, layer)) for layer in recipe.layers}
+
     cache.get_or_compute("clip_images", features.clip_images_key(encoder, fingerprint), lambda: matrix(CLIP_COLUMN))
     for model in models:
         key = features.activations_key(model, fingerprint, recipe.layers, recipe.pooling)
-        columns = {layer: activation_column(model.name, layer) for layer in recipe.layers}
-        cache.get_or_compute("activations", key, lambda c=columns: {layer: matrix(name) for layer, name in c.items()})
+        cache.get_or_compute("activations", key, functools.partial(layer_matrices, model.name))
     return probe_set
