@@ -6,34 +6,15 @@ downloads browsers. The screenshot is kept under tests/artifacts/ (git-ignored) 
 
 from __future__ import annotations
 
-import base64
 import shutil
 from pathlib import Path
 
 import pytest
+from browser import drop_image, opened, shot, tick_only
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+TALL = {"width": 1400, "height": 1100}  # the whole result column on one screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def sync_playwright():
-    if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
-        pytest.skip("headless Chromium is absent: apt-get install -y chromium")
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the package only)")
-    return playwright.sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -45,42 +26,25 @@ def app_url(examples_dir, tmp_path_factory):
         yield url
 
 
-DROP_JS = """([selector, name, data]) => {
-    const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
-    const transfer = new DataTransfer();
-    transfer.items.add(new File([bytes], name, {type: 'image/jpeg'}));
-    const target = document.querySelector(selector);
-    for (const type of ['dragenter', 'dragover', 'drop']) {
-        target.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
-    }
-}"""
+def run_gradcam_and_see_its_overlay(page, screenshot: str) -> None:
+    """Grad-CAM alone on the image in the input: its overlay (the crop and its heat map) and status come back."""
+    tick_only(page, "Grad-CAM")
+    page.get_by_role("button", name="Explain", exact=True).click()
+    overlay = page.locator("#side-by-side img").first
+    overlay.wait_for(state="visible", timeout=120_000)
+    page.wait_for_timeout(500)
+    shot(page, screenshot, full_page=True)
+    assert page.get_by_text("Finished: Grad-CAM").count() == 1  # the status line names the method
+    assert overlay.evaluate("img => img.naturalWidth") >= 2 * 224  # the crop and its overlay
 
 
-def test_drop_image_run_gradcam_and_see_overlay(sync_playwright, app_url, examples_dir):
+def test_drop_image_run_gradcam_and_see_overlay(chromium, app_url, examples_dir):
     image = examples_dir / "n01443537_goldfish.JPEG"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(app_url, timeout=60_000)
-            page.get_by_text("RANDOM WEIGHTS").first.wait_for(timeout=60_000)
-            upload_area = "#input-image button"
-            page.wait_for_selector(upload_area, timeout=30_000)
-            page.evaluate(DROP_JS, [upload_area, image.name, base64.b64encode(image.read_bytes()).decode()])
-            page.wait_for_selector("#input-image img", timeout=30_000)  # the dropped image is shown
-            for title in ("Score-CAM", "Ablation-CAM", "LIME"):
-                page.get_by_label(title, exact=True).uncheck()
-            page.get_by_role("button", name="Explain", exact=True).click()
-            overlay = page.locator("#side-by-side img").first
-            overlay.wait_for(state="visible", timeout=120_000)
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "explain_gradcam.png"), full_page=True)
-            assert page.locator("#side-by-side img").count() == 1
-            assert page.get_by_text("Finished: Grad-CAM").count() == 1  # the status line names the method
-            assert overlay.evaluate("img => img.naturalWidth") >= 2 * 224  # the crop and its overlay
-        finally:
-            browser.close()
+    with opened(chromium, app_url, TALL) as page:
+        page.get_by_text("RANDOM WEIGHTS").first.wait_for(timeout=60_000)
+        drop_image(page, image.read_bytes(), image.name, "image/jpeg")
+        run_gradcam_and_see_its_overlay(page, "explain_gradcam.png")
+        assert page.locator("#side-by-side img").count() == 1
 
 
 @pytest.fixture(scope="module")
@@ -101,34 +65,17 @@ def outside_presets(examples_dir):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_click_a_preset_from_an_outside_folder_run_gradcam_and_see_overlay(
-    sync_playwright, outside_presets, tmp_path_factory
-):
+def test_click_a_preset_from_an_outside_folder_run_gradcam_and_see_overlay(chromium, outside_presets, tmp_path_factory):
     """Issue 11: with --examples-dir outside cwd and /tmp, Gradio used to refuse the clicked file (InvalidPathError)."""
     from app_server import running_app, write_small_tables
 
     tables = write_small_tables(tmp_path_factory.mktemp("outside_tables"))
-    ARTIFACTS.mkdir(exist_ok=True)
     work = tmp_path_factory.mktemp("outside_work")
-    with running_app(outside_presets, tables, work) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(url, timeout=60_000)
-            page.get_by_text("RANDOM WEIGHTS").first.wait_for(timeout=60_000)
-            page.locator("#presets img").first.wait_for(timeout=30_000)
-            page.locator("#presets img").first.click()  # the first preset of the manifest
-            page.wait_for_selector("#input-image img", timeout=30_000)  # the preset reached the input
-            for title in ("Score-CAM", "Ablation-CAM", "LIME"):
-                page.get_by_label(title, exact=True).uncheck()
-            page.get_by_role("button", name="Explain", exact=True).click()
-            overlay = page.locator("#side-by-side img").first
-            overlay.wait_for(state="visible", timeout=120_000)
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "preset_outside_folder_gradcam.png"), full_page=True)
-            assert page.get_by_text("Finished: Grad-CAM").count() == 1
-            assert overlay.evaluate("img => img.naturalWidth") >= 2 * 224
-            source = page.locator("#input-image img").first.get_attribute("src") or ""
-            assert str(outside_presets) not in source  # a copy in Gradio's cache is served, not the folder
-        finally:
-            browser.close()
+    with running_app(outside_presets, tables, work) as url, opened(chromium, url, TALL) as page:
+        page.get_by_text("RANDOM WEIGHTS").first.wait_for(timeout=60_000)
+        page.locator("#presets img").first.wait_for(timeout=30_000)
+        page.locator("#presets img").first.click()  # the first preset of the manifest
+        page.wait_for_selector("#input-image img", timeout=30_000)  # the preset reached the input
+        run_gradcam_and_see_its_overlay(page, "preset_outside_folder_gradcam.png")
+        source = page.locator("#input-image img").first.get_attribute("src") or ""
+        assert str(outside_presets) not in source  # a copy in Gradio's cache is served, not the folder

@@ -6,11 +6,8 @@ concepts panel scrolled into view) and panels_1280x720_full.png (the whole page)
 
 from __future__ import annotations
 
-import base64
-
 import pytest
-from browser import DESK
-from test_class_ready import DROP_JS, UNCOVERED_JS, in_viewport, shot, synthetic_png, tick_only
+from browser import DESK, UNCOVERED_JS, drop_image, in_viewport, opened, see, shot, synthetic_png, tick_only
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,20 +22,16 @@ def app_url(tmp_path_factory):
 
 
 def test_panels_stream_after_the_maps_and_fit_the_projector_screen(chromium, app_url):
-    page = chromium.new_page(viewport=DESK)
-    try:
-        page.goto(app_url, timeout=60_000)
-        page.wait_for_selector("#input-image button", timeout=60_000)
-        page.evaluate(DROP_JS, ["#input-image button", "drawn.png", base64.b64encode(synthetic_png()).decode()])
-        page.wait_for_selector("#input-image img", timeout=30_000)
+    with opened(chromium, app_url, DESK) as page:
+        drop_image(page, synthetic_png(), "drawn.png")
         tick_only(page, "Grad-CAM", "Ablation-CAM")
         metrics = page.locator("#trust-metrics")
         metrics.get_by_label("Deletion AUC", exact=True).check()
         metrics.get_by_label("Insertion AUC", exact=True).check()
-        page.get_by_text("model passes a map").first.wait_for(timeout=10_000)  # the cost, said before the run
+        see(page, "model passes a map", timeout_s=10)  # the cost, said before the run
         page.locator("#explain-button").click()
         page.locator("#trust-table table").first.wait_for(timeout=180_000)
-        page.get_by_text("Done.").first.wait_for(timeout=30_000)
+        see(page, "Done.", timeout_s=30)
         page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(500)
         shot(page, "panels_1280x720_first_screen.png")
@@ -63,5 +56,3 @@ def test_panels_stream_after_the_maps_and_fit_the_projector_screen(chromium, app
         strip.first.click()  # opens the unit in Neuron concepts once the layout wires link.unit_picked
         page.wait_for_timeout(500)
         assert page.locator(".toast-body").count() == 0  # the click is accepted without an error
-    finally:
-        page.close()

@@ -3,12 +3,8 @@ chosen settings in the editor. The screenshot goes to tests/artifacts/ (git-igno
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from browser import DESK
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
+from browser import DESK, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,8 +43,7 @@ def test_a_tiny_tuning_run_shows_its_front_and_loads_the_editor(page):
     front = page.locator("#tuner-pareto img").first
     front.wait_for(timeout=30_000)
     assert front.evaluate("image => image.naturalWidth") > 100  # the pareto plot arrived
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "tuner_1280x720.png"))
+    shot(page, "tuner_1280x720.png")
     front.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / "tuner_front_1280x720.png"))
+    shot(page, "tuner_front_1280x720.png")
