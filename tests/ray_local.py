@@ -31,6 +31,11 @@ def local_ray():
 
     started = init_ray(None, local_cpus=3)  # before any `import ray`: it reads its loopback setting on import
     import ray
+    from ray.data import DataContext
+
+    # Dispatch only once every actor is up: otherwise, on a busy machine, the first actor ready can take every
+    # batch of a small test set, and "both actors took images" would depend on start order.
+    DataContext.get_current().wait_for_min_actors_s = 600
 
     yield
     if started:
