@@ -29,6 +29,7 @@ OBJECT_STORE_BYTES = 256 * 2**20  # the local instance's shared memory: blocks a
 LOCAL_HOST = "127.0.0.1"
 LOCAL_INSTANCE = "local"  # ray.init's word for "start a new instance here"; no address would join a running one
 ADDRESS_ENV = "RAY_ADDRESS"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a single-machine instance, services on 127.0.0.1 only
 
 RECORD_SCHEMA = pa.schema(
@@ -62,6 +63,9 @@ def init_ray(address: str | None, local_cpus: int) -> bool:
         # Ray binds its local services to the machine's address unless told it is not a cluster node, which
         # it reads once, when first imported: a process that imported ray earlier keeps Ray's default.
         os.environ.setdefault(LOOPBACK_ENV, "0")
+        # What a new local instance does by default (token authentication on), said explicitly: Ray then keeps
+        # quiet instead of printing a note about that default at every start.
+        os.environ.setdefault(AUTH_MODE_ENV, "token")
     import ray
 
     if ray.is_initialized():
