@@ -10,6 +10,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -116,27 +117,13 @@ def _build(args: argparse.Namespace) -> None:
             args.no_cache, args.cache = False, Path(scratch)
             _build(args)
         return
+    same_named = {field.name: getattr(args, field.name) for field in fields(BuildOptions) if hasattr(args, field.name)}
     options = BuildOptions(
-        models=args.models,
-        layers=args.layers,
-        weights=args.weights,
-        probe=args.probe,
-        probe_dir=args.probe_dir,
-        concepts=args.concepts,
-        concepts_file=args.concepts_file,
-        clip=args.clip,
-        device=args.device,
-        out=args.out,
-        cache=None if args.no_cache else (args.cache or cache_dir()),
-        similarity=args.similarity,
-        similarity_params=_similarity_params(args.param),
-        pooling=args.pooling,
-        batch_size=args.batch_size,
-        top_images=args.top_images,
-        engine=args.engine,
-        address=args.address,
-        workers=args.workers,
-        limit=args.limit,
+        **{
+            **same_named,  # --models, --layers ... --engine, --workers: the option is the field of the same name
+            "cache": None if args.no_cache else (args.cache or cache_dir()),
+            "similarity_params": _similarity_params(args.param),
+        }
     )
     results = build_tables(options, log=tqdm.write)
     if args.push_to_hub:
