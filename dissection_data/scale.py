@@ -82,10 +82,11 @@ class ExtractActor:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [{"id": r["id"], "position": r["position"], "worker": self.worker} for r in batch.to_pylist()]
+        records = batch.to_pylist()
+        rows = [{"id": r["id"], "position": r["position"], "worker": self.worker} for r in records]
         images: list[Image.Image] = []
         readable: list[dict[str, Any]] = []
-        for row, record in zip(rows, batch.to_pylist(), strict=True):
+        for row, record in zip(rows, records, strict=True):
             try:
                 images.append(decode(record))
                 readable.append(row)
