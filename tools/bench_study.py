@@ -94,14 +94,15 @@ def print_runs(runs: list[dict]) -> None:
 def run_counts(counts: list[int], measure_one) -> tuple[list[dict], dict[str, object]]:
     """`measure_one(workers)` for each actor count on one local Ray instance (its start is not measured), with the
     efficiency per worker added; and the machine it ran on, with how busy it was (the machine may be shared)."""
-    import ray
     import torch
 
     from explainers.study.ray_engine import init_ray
 
     load_at_start = os.getloadavg()
     device = f"{torch.cuda.get_device_name()} GPU actors" if torch.cuda.is_available() else "CPU actors"
-    init_ray(None, local_cpus=max(counts) + 1)
+    init_ray(None, local_cpus=max(counts) + 1)  # before `import ray` here: Ray reads its loopback setting on import
+    import ray
+
     try:
         runs = [measure_one(workers) for workers in counts]
     finally:
