@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -289,3 +290,27 @@ def test_the_local_instance_listens_on_loopback_only():
 
     assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+
+
+@pytest.mark.slow
+def test_a_process_that_imported_ray_first_still_starts_the_local_instance():
+    """A notebook or script often imports ray before calling the study: its settings are read by then, and
+    changing one under it (the auth mode) kept the local GCS from starting."""
+    script = (
+        "import ray\n"
+        "from explainers.study.ray_engine import init_ray\n"
+        "init_ray(None, local_cpus=1)\n"
+        "print(ray.cluster_resources()['CPU'])\n"
+        "ray.shutdown()\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "1.0"

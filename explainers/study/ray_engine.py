@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,8 +65,11 @@ def init_ray(address: str | None, local_cpus: int) -> bool:
         # it reads once, when first imported: a process that imported ray earlier keeps Ray's default.
         os.environ.setdefault(LOOPBACK_ENV, "0")
         # What a new local instance does by default (token authentication on), said explicitly: Ray then keeps
-        # quiet instead of printing a note about that default at every start.
-        os.environ.setdefault(AUTH_MODE_ENV, "token")
+        # quiet instead of printing a note about that default at every start. Only before Ray is imported: a
+        # process that imported it already (a notebook, a script) has read its settings, and the GCS it would
+        # start then fails to come up with the setting changed under it.
+        if "ray" not in sys.modules:
+            os.environ.setdefault(AUTH_MODE_ENV, "token")
     import ray
 
     if ray.is_initialized():
