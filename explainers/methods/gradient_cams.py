@@ -57,33 +57,32 @@ class GradientCAMMethod(SaliencyMethod):
         return maps[0], {"logits": logits, "target": target}
 
 
-# The family, one row per method: (name, title, grad-cam class, cost rank, menu rank). Grad-CAM is core; the
-# others are extras. Each row becomes a registered subclass named after grad-cam's class (GradCAMMethod, ...).
-FAMILY: tuple[tuple[str, str, type[BaseCAM], int, int], ...] = (
-    ("gradcam", "Grad-CAM", GradCAM, 10, 10),
-    ("gradcampp", "Grad-CAM++", GradCAMPlusPlus, 20, 10),
-    ("xgradcam", "XGrad-CAM", XGradCAM, 30, 20),
-    ("eigencam", "EigenCAM", EigenCAM, 40, 30),
-    ("layercam", "LayerCAM", LayerCAM, 50, 40),
-    ("hirescam", "HiResCAM", HiResCAM, 60, 50),
-)
+# The family: Grad-CAM is core, the others are extras. Each class registers itself where it is defined.
+class GradCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "gradcam", "Grad-CAM", GradCAM
+    cost_rank, core, menu_rank = 10, True, 10
 
 
-def _define(name: str, title: str, cam_class: type[BaseCAM], cost_rank: int, menu_rank: int) -> type[GradientCAMMethod]:
-    """One method of the family; defining the class registers it, and it lives in this module so it pickles."""
-    attributes = {
-        "__module__": __name__,
-        "__doc__": f"{title}: grad-cam's {cam_class.__name__} at the target layer.",
-        "name": name,
-        "title": title,
-        "cam_class": cam_class,
-        "cost_rank": cost_rank,
-        "menu_rank": menu_rank,
-        "core": name == "gradcam",
-    }
-    return type(f"{cam_class.__name__}Method", (GradientCAMMethod,), attributes)
+class GradCAMPlusPlusMethod(GradientCAMMethod):
+    name, title, cam_class = "gradcampp", "Grad-CAM++", GradCAMPlusPlus
+    cost_rank, menu_rank = 20, 10
 
 
-for _row in FAMILY:
-    _method = _define(*_row)
-    globals()[_method.__name__] = _method
+class XGradCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "xgradcam", "XGrad-CAM", XGradCAM
+    cost_rank, menu_rank = 30, 20
+
+
+class EigenCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "eigencam", "EigenCAM", EigenCAM
+    cost_rank, menu_rank = 40, 30
+
+
+class LayerCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "layercam", "LayerCAM", LayerCAM
+    cost_rank, menu_rank = 50, 40
+
+
+class HiResCAMMethod(GradientCAMMethod):
+    name, title, cam_class = "hirescam", "HiResCAM", HiResCAM
+    cost_rank, menu_rank = 60, 50
