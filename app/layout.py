@@ -6,6 +6,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from app import settings
+from app.errors import log_gradio_refusals_in_one_line
 from app.file_inputs import refuse_remote_files
 from app.panel_concepts import NEURON_TAB_ID
 from app.request_caps import RequestCaps
@@ -48,6 +49,7 @@ RANDOM_BANNER = "**RANDOM WEIGHTS**: an untrained model, so its predictions and 
 
 def build_app(config: AppConfig) -> gr.Blocks:
     """Blocks with the four tabs; queue bounded for a public demo (one heavy job at a time)."""
+    log_gradio_refusals_in_one_line()
     with gr.Blocks(title=TITLE, delete_cache=settings.DELETE_CACHE) as demo:
         gr.Markdown(f"## {TITLE}", elem_id="app-title")
         gr.Markdown(SUBTITLE, elem_id="app-subtitle")

@@ -269,9 +269,8 @@ def test_afterwards_the_server_serves_and_stayed_small(server):
 
     _normal_explain_works(server)
     log = server.log.read_text(errors="replace")
-    # Gradio logs a traceback for each gr.Error (and for a slider value past its maximum); none may be a crash.
-    endings = traceback_endings(log)
-    assert all(ending.startswith("gradio.exceptions.Error: ") for ending in endings), endings
+    # Every refusal, the app's and Gradio's own (a slider value past its maximum), is one log line: no traceback.
+    assert traceback_endings(log) == [], traceback_endings(log)
     assert "Segmentation fault" not in log and "core dumped" not in log
     if server.baseline_rss is None:
         pytest.skip("the first explanation did not run (run the whole file)")
