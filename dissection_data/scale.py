@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow as pa
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from dissection_data import features
 from dissection_data.cache import FeatureCache, digest
@@ -153,12 +152,7 @@ class SourceProbeSet(ProbeSet):
             )
 
     def describe(self) -> dict[str, object]:
-        described: dict[str, object] = {
-            "name": self.name,
-            "images": len(self),
-            "fingerprint": self.fingerprint,
-            "source": self.source,
-        }
+        described = super().describe()
         if self.skipped:
             described["skipped_unreadable"] = self.skipped
         return described
@@ -198,7 +192,7 @@ def extract_on_ray(
     under the in-process keys and return the probe set they describe. `driver_models`/`driver_encoder` are
     the driver's copies, used only for the cache keys (names, weights, preprocessing, CLIP id); `on_batch` sees
     every batch the actors return (a benchmark's clock, a test's count)."""
-    from explainers.study.ray_engine import actor_batches, ray_session, save_fresh, source_total
+    from explainers.study.ray_engine import actor_batches, ray_session, save_as_they_come, source_total
     from explainers.study.results import finished_ids
 
     if cache.root is None:
@@ -217,18 +211,12 @@ def extract_on_ray(
             batches = actor_batches(
                 source, done, plan, ExtractActor, kwargs, limit=limit, batch_size=batch_size, what="dissection build"
             )
-            pending = None if total is None else max(0, total - len(done))
-            with tqdm(total=pending, desc=f"features ({plan.workers} {plan.device} workers)", unit="img") as bar:
-                for batch in batches:
-                    if on_batch is not None:  # every row the actors return, before the parts drop any done earlier
-                        on_batch(batch)
-                    saved = save_fresh(batch, done, out_dir)
-                    if saved is None:
-                        continue
-                    for image_id, error in zip(saved["id"].to_pylist(), saved["error"].to_pylist(), strict=True):
-                        if error is not None:
-                            log(f"skipped {image_id}: {error}")
-                    bar.update(saved.num_rows)
+            description = f"features ({plan.workers} {plan.device} workers)"
+            # on_batch sees every row the actors return, before the parts drop any done earlier
+            for saved in save_as_they_come(batches, done, out_dir, total, description, on_returned=on_batch):
+                for image_id, error in zip(saved["id"].to_pylist(), saved["error"].to_pylist(), strict=True):
+                    if error is not None:
+                        log(f"skipped {image_id}: {error}")
     return _gather(source, recipe, driver_models, driver_encoder, cache, out_dir, limit, log)
 
 

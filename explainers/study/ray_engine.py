@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +217,35 @@ def save_fresh(batch: pa.Table, done: set[str], out_dir: Path) -> pa.Table | Non
     write_part(batch, out_dir)
     done.update(batch.column("id").to_pylist())
     return batch
+
+
+def save_as_they_come(
+    batches: Iterator[pa.Table],
+    done: set[str],
+    out_dir: Path,
+    total: int | None,
+    description: str,
+    *,
+    progress: bool = True,
+    on_returned: Callable[[pa.Table], None] | None = None,
+) -> Iterator[pa.Table]:
+    """Each batch's fresh rows saved as a part (save_fresh) and yielded, under one progress bar over the images
+    still pending with the errors so far; `on_returned` sees every batch as the actors returned it."""
+    from tqdm.auto import tqdm
+
+    pending = None if total is None else max(0, total - len(done))
+    errors = 0
+    with tqdm(total=pending, desc=description, unit="image", disable=not progress) as bar:
+        for batch in batches:
+            if on_returned is not None:
+                on_returned(batch)
+            saved = save_fresh(batch, done, out_dir)
+            if saved is None:
+                continue
+            errors += saved.num_rows - saved.column("error").null_count
+            bar.update(saved.num_rows)
+            bar.set_postfix(errors=errors)
+            yield saved
 
 
 def source_total(source: StudySource, limit: int | None) -> int | None:

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from explainers.comparison.masks import DEFAULT_RULE
 from explainers.errors import XaiLensError, first_line
-from explainers.study.ray_engine import actor_batches, ray_session, save_fresh, source_total
+from explainers.study.ray_engine import actor_batches, ray_session, save_as_they_come, source_total
 from explainers.study.results import (
     RESULTS_FILE,
     StudyColumns,
@@ -202,7 +202,6 @@ def run_study(
 
     `on_batch` sees each batch of result rows once it is saved (a benchmark's clock, a UI's progress).
     """
-    from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     _save_settings(out_dir, source, settings)
@@ -218,25 +217,17 @@ def run_study(
             batch_size=batch_size,
             what="study",
         )
-        total = source_total(source, limit)
-        pending_total = None if total is None else max(0, total - len(done))
         ran = errors = 0
         per_worker: dict[str, int] = {}
         begun = time.perf_counter()
         description = f"study ({plan.workers} {plan.device} workers)"
-        with tqdm(total=pending_total, desc=description, unit="image", disable=not progress) as bar:
-            for batch in batches:
-                saved = save_fresh(batch, done, out_dir)
-                if saved is None:
-                    continue
-                failed = sum(error is not None for error in saved.column("error").to_pylist())
-                for worker in saved.column("worker").to_pylist():
-                    per_worker[worker] = per_worker.get(worker, 0) + 1
-                ran, errors = ran + saved.num_rows, errors + failed
-                bar.update(saved.num_rows)
-                bar.set_postfix(errors=errors)
-                if on_batch is not None:
-                    on_batch(saved)
+        total = source_total(source, limit)
+        for saved in save_as_they_come(batches, done, out_dir, total, description, progress=progress):
+            for worker in saved.column("worker").to_pylist():
+                per_worker[worker] = per_worker.get(worker, 0) + 1
+            ran, errors = ran + saved.num_rows, errors + saved.num_rows - saved.column("error").null_count
+            if on_batch is not None:
+                on_batch(saved)
         seconds = time.perf_counter() - begun
     table = combine_parts(out_dir, settings.columns)
     skipped = table.num_rows - ran
